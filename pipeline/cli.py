@@ -1,0 +1,165 @@
+"""The ``pipeline`` command line (typer + rich): denoise, ui, bench.
+
+Every user-fixable problem ends as one line ``error: …`` on stderr and exit status 2; Ctrl-C
+ends with status 130 after the open MLflow runs are marked KILLED.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported anywhere
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.errors import PipelineError
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  help="Learn and denoise by Gaussian belief propagation in deep factor graphs.")
+out = Console()
+err = Console(stderr=True)
+
+TrackingUri = typer.Option(None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
+
+
+@app.command()
+def denoise(
+    input: Optional[Path] = typer.Argument(None, help="Video file or folder of frames (default: the embedded bear sample, with impulse:0.1 noise added)."),
+    model: str = typer.Option("pairwise", "--model", "-m", help="Comma list of methods: configs/denoise/<name>.yaml (pairwise, median3, median5, …)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output video (default: <input>.denoised.mp4 next to the input)."),
+    height: Optional[int] = typer.Option(None, help="Resize frames to this height (antialiased bilinear)."),
+    width: Optional[int] = typer.Option(None, help="Resize frames to this width (antialiased bilinear)."),
+    start: int = typer.Option(0, help="First frame index."),
+    frames: Optional[int] = typer.Option(None, help="Number of frames (default: all)."),
+    noise: Optional[str] = typer.Option(None, help="'none' (input is already noisy) or impulse:<fraction>, e.g. impulse:0.1."),
+    seed: int = typer.Option(0, help="Seed of the synthetic noise and of message dropout."),
+    reference: Optional[Path] = typer.Option(None, help="Clean version of the same video, for PSNR/SSIM."),
+    iterations: Optional[int] = typer.Option(None, help="GBP iterations per frame (overrides the config)."),
+    device: str = typer.Option("auto", help="auto (a GPU when TensorFlow sees one), cpu or gpu."),
+    tracking_uri: Optional[str] = TrackingUri,
+    experiment: str = typer.Option("denoise", help="MLflow experiment name."),
+) -> None:
+    """Denoise a video; log PSNR/SSIM per frame, timings and the output video to MLflow."""
+    from pipeline.denoise import DenoiseRequest, run_denoise
+    from pipeline.device import select_device
+
+    request = DenoiseRequest(input, model, output, height, width, start, frames, noise, seed,
+                             reference, iterations, device, tracking_uri, experiment)
+    device_name = select_device(device)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_frame(method: str, done: int, total: int) -> None:
+            if method not in tasks:
+                tasks[method] = progress.add_task(f"{method:>12}", total=total)
+            progress.update(tasks[method], completed=done)
+
+        summaries = run_denoise(request, device_name, on_frame)
+    table = Table(title=f"denoise on {device_name}")
+    for column in ("method", "frames", "PSNR mean (dB)", "SSIM mean", "s / iteration", "seconds"):
+        table.add_column(column)
+    for s in summaries:
+        psnr = f"{sum(s.psnr) / len(s.psnr):.2f}" if s.psnr else "–"
+        ssim = f"{sum(s.ssim) / len(s.ssim):.4f}" if s.ssim else "–"
+        spi = f"{s.seconds_per_iteration:.4f}" if s.seconds_per_iteration else "–"
+        table.add_row(s.method, str(s.frames), psnr, ssim, spi, f"{s.seconds_total:.1f}")
+    out.print(table)
+    for s in summaries:
+        if s.psnr:
+            out.print(f"{s.method} PSNR per frame (dB): " + " ".join(f"{p:.2f}" for p in s.psnr))
+        out.print(f"{s.method} video: {s.output}  (MLflow run {s.run_id})", soft_wrap=True)
+
+
+@app.command()
+def ui(
+    tracking_uri: Optional[str] = TrackingUri,
+    port: int = typer.Option(5000, help="Port of the MLflow UI."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+) -> None:
+    """Open the MLflow UI on the same store the runs are logged to."""
+    import subprocess
+
+    from pipeline.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                                      "--host", host, "--port", str(port)]))
+
+
+@app.command()
+def bench(
+    sizes: str = typer.Option("258x454,129x227", help="Comma list of HEIGHTxWIDTH frame sizes (3 channels)."),
+    model: str = typer.Option("pairwise", "--model", "-m", help="Comma list of GBP methods."),
+    iterations: int = typer.Option(30, help="Timed iterations per configuration (after a warm-up frame)."),
+) -> None:
+    """Seconds per GBP iteration and peak resident memory, one fresh process per configuration."""
+    from pipeline.bench import run_benchmarks
+
+    rows = run_benchmarks(model, sizes, iterations)
+    table = Table(title="GBP benchmark (steady state, one frame of the given size)")
+    for column in ("method", "frame", "compiler", "s / iteration", "peak RSS (GB)", "MB moved / iteration"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["method"], r["frame"], r["compiler"], f"{r['seconds_per_iteration']:.4f}",
+                      f"{r['peak_rss_gb']:.2f}", f"{r['mb_per_iteration']:.0f}")
+    out.print(table)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with fd 2 silenced: its C++ runtime prints INFO lines (oneDNN, CUDA
+    stubs) before its logging is initialised, which TF_CPP_MIN_LOG_LEVEL cannot suppress."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def main() -> None:
+    """Entry point: run the typer app, turning every expected failure into one line."""
+    if not {"-h", "--help"} & set(sys.argv[1:]) and len(sys.argv) > 1 and sys.argv[1] != "ui":
+        _import_tensorflow_quietly()
+    try:
+        code = app(standalone_mode=False)
+    except PipelineError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(2)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "pipeline"
+        err.print(f"error: {exc.format_message()} (see '{command} --help')", markup=False, highlight=False)
+        sys.exit(2)
+    except click.ClickException as exc:
+        err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err.print("interrupted: open runs were marked KILLED; finished frames were kept", markup=False)
+        sys.exit(130)
+    except MemoryError:
+        err.print("error: out of memory; use --height/--width for smaller frames", markup=False)
+        sys.exit(2)
+    except Exception as exc:  # an unexpected failure: still one line, unless debugging
+        if os.environ.get("PIPELINE_DEBUG"):
+            raise
+        if type(exc).__name__ == "ResourceExhaustedError":
+            err.print("error: out of memory; use --height/--width for smaller frames", markup=False)
+        else:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            err.print(f"error: internal error {type(exc).__name__}: {first} (PIPELINE_DEBUG=1 shows the traceback)",
+                      markup=False, highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

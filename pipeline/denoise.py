@@ -1,0 +1,199 @@
+"""One ``pipeline denoise`` run: ingest → (per method) build graph → infer frame by frame →
+evaluate → log, under one MLflow parent run with a child run per method.
+
+Every method sees the same noisy frames.  Frames are written and logged as they finish, so an
+interrupted run (Ctrl-C) keeps its finished frames and is marked KILLED.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.config import flatten, to_yaml, with_overrides
+from pipeline.errors import PipelineError
+from pipeline.methods import DEFAULT_METHOD, load_method, parse_method_list
+from pipeline.tracking import Tracker
+from stages.evaluate import image_quality
+from stages.infer import frame_denoiser
+from stages.ingest_video import NoiseSpec, Video, corrupt, read_video, resize_frames
+from stages.log import VideoWriter, save_png, side_by_side
+
+EMBEDDED_SAMPLE = Path(__file__).resolve().parent / "data" / "bear_sample"
+PREVIEW_EVERY = 10  # frames between preview images (first and last always)
+
+
+@dataclass
+class DenoiseRequest:
+    """Everything a user chose for one run (CLI flags, already parsed)."""
+
+    input: Path | None = None  # None: the embedded sample, corrupted with impulse:0.1
+    methods: str = DEFAULT_METHOD
+    output: Path | None = None
+    height: int | None = None
+    width: int | None = None
+    start: int = 0
+    frames: int | None = None
+    noise: str | None = None  # default: none (impulse:0.1 for the embedded sample)
+    seed: int = 0
+    reference: Path | None = None
+    iterations: int | None = None
+    device: str = "auto"
+    tracking_uri: str | None = None
+    experiment: str = "denoise"
+
+
+@dataclass
+class MethodSummary:
+    method: str
+    run_id: str
+    output: Path
+    frames: int = 0
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    psnr_noisy: list[float] = field(default_factory=list)
+    seconds_per_iteration: float | None = None
+    seconds_total: float = 0.0
+
+
+@dataclass
+class FrameSource:
+    """The frames every method denoises, and the clean frames to score them against."""
+
+    noisy: list[np.ndarray]
+    clean: list[np.ndarray] | None
+    fps: float
+    name: str  # stem for default output names
+    folder: Path  # where default outputs go
+
+
+def prepare_frames(req: DenoiseRequest) -> FrameSource:
+    """Ingest stage for a run: read, resize, corrupt (seeded per frame), pair with references."""
+    embedded = req.input is None
+    video = read_video(EMBEDDED_SAMPLE if embedded else req.input, req.start, req.frames)
+    noise = NoiseSpec.parse(req.noise or ("impulse:0.1" if embedded else "none"))
+    frames = resize_frames(video.frames, req.height, req.width)
+    clean = None
+    if req.reference is not None:
+        ref = read_video(req.reference, req.start, len(frames))
+        if len(ref.frames) != len(frames):
+            raise PipelineError(f"--reference has {len(ref.frames)} frames from --start {req.start}, "
+                                f"the input has {len(frames)}")
+        clean = resize_frames(ref.frames, *frames[0].shape[:2])
+        if clean[0].shape != frames[0].shape:
+            raise PipelineError(f"--reference frames are {clean[0].shape}, input frames {frames[0].shape}")
+    elif noise.kind != "none":
+        clean = frames
+    noisy = [corrupt(f, noise, req.seed, req.start + i) for i, f in enumerate(frames)]
+    source = Path(video.source)
+    if embedded:
+        return FrameSource(noisy, clean, video.fps, "bear_sample", Path.cwd())
+    return FrameSource(noisy, clean, video.fps, source.stem if source.is_file() else source.name,
+                       source.parent)
+
+
+def output_path(req: DenoiseRequest, source: FrameSource, method: str, several: bool) -> Path:
+    """``<name>.denoised.mp4`` next to the input (``<name>.<method>.denoised.mp4`` per method
+    when several are run); ``--output`` likewise gets the method before its suffix."""
+    if req.output is not None:
+        out = req.output if req.output.suffix else req.output.with_suffix(".mp4")
+        return out.with_name(f"{out.stem}.{method}{out.suffix}") if several else out
+    middle = f".{method}" if several else ""
+    return source.folder / f"{source.name}{middle}.denoised.mp4"
+
+
+def _resolved_methods(req: DenoiseRequest):
+    configs = {}
+    for name in parse_method_list(req.methods):
+        config = load_method(name)
+        if config.is_gbp and req.iterations is not None:
+            if req.iterations < 1:
+                raise PipelineError(f"--iterations must be ≥ 1, got {req.iterations}")
+            config = with_overrides(config, iterations=req.iterations)
+        configs[name] = config
+    return configs
+
+
+def run_denoise(req: DenoiseRequest, device_name: str,
+                on_frame: Callable[[str, int, int], None] = lambda method, done, total: None
+                ) -> list[MethodSummary]:
+    """Run every requested method over the frames; return one summary per method."""
+    configs = _resolved_methods(req)  # validate configs before touching data or the store
+    source = prepare_frames(req)
+    tracker = Tracker(req.tracking_uri, req.experiment)
+    h, w, c = source.noisy[0].shape
+    settings = {"input": str(req.input or "embedded:bear_sample"), "noise": req.noise or "",
+                "seed": req.seed, "start": req.start, "frames": len(source.noisy), "height": h,
+                "width": w, "channels": c, "device": device_name, "fps": source.fps,
+                "reference": str(req.reference or "")}
+    names = list(configs)
+    several = len(names) > 1
+    summaries = []
+    if several:
+        with tracker.run(f"denoise {','.join(names)}", {"method": ",".join(names)}) as parent_id:
+            tracker.log_params(parent_id, settings)
+            for name in names:
+                summaries.append(_run_method(tracker, name, configs[name], source, req, settings,
+                                             output_path(req, source, name, True), parent_id, on_frame))
+    else:
+        name = names[0]
+        summaries.append(_run_method(tracker, name, configs[name], source, req, settings,
+                                     output_path(req, source, name, False), None, on_frame))
+    return summaries
+
+
+def _run_method(tracker, name, config, source: FrameSource, req, settings, out: Path,
+                parent_id, on_frame) -> MethodSummary:
+    with tracker.run(name, {"method": name}, parent_id) as run_id:
+        tracker.log_params(run_id, {**settings, **flatten(config)})
+        tracker.log_text(run_id, to_yaml(config) + "\n# run settings\n" +
+                         "".join(f"# {k}: {v}\n" for k, v in settings.items()), "config/resolved.yaml")
+        summary = MethodSummary(name, run_id, out)
+        denoise = frame_denoiser(name, config, req.seed)
+        h, w, _ = source.noisy[0].shape
+        writer = VideoWriter(out, source.fps, h, w)
+        scratch_dir = tempfile.TemporaryDirectory(prefix="pipeline-")
+        steady_seconds, steady_iterations = 0.0, 0
+        started = time.perf_counter()
+        scratch = Path(scratch_dir.name)
+        try:
+            for i, noisy in enumerate(source.noisy):
+                outcome = denoise(noisy)
+                writer.append(outcome.estimate)
+                if i > 0 or len(source.noisy) == 1:
+                    steady_seconds += outcome.seconds
+                    steady_iterations += outcome.iterations
+                metrics = {}
+                if source.clean is not None:
+                    quality = image_quality(outcome.estimate, source.clean[i])
+                    metrics = {**quality, "psnr_noisy": image_quality(noisy, source.clean[i])["psnr"]}
+                    summary.psnr.append(quality["psnr"])
+                    summary.ssim.append(quality["ssim"])
+                    summary.psnr_noisy.append(metrics["psnr_noisy"])
+                metrics["seconds_frame"] = outcome.seconds
+                tracker.log_metrics(run_id, metrics, step=i)
+                if i % PREVIEW_EVERY == 0 or i == len(source.noisy) - 1:
+                    panels = [noisy, outcome.estimate] + ([source.clean[i]] if source.clean else [])
+                    png = save_png(side_by_side(panels), scratch / f"frame_{i:05d}.png")
+                    tracker.log_artifact(run_id, png, "previews")
+                summary.frames = i + 1
+                on_frame(name, i + 1, len(source.noisy))
+        finally:
+            writer.close()
+            scratch_dir.cleanup()
+            summary.seconds_total = time.perf_counter() - started
+            if summary.frames:
+                tracker.log_artifact(run_id, out, "video")
+            final = {"seconds_total": summary.seconds_total, "frames_done": summary.frames}
+            if steady_iterations:
+                summary.seconds_per_iteration = steady_seconds / steady_iterations
+                final["seconds_per_iteration"] = summary.seconds_per_iteration
+            if summary.psnr:
+                final.update(psnr_mean=float(np.mean(summary.psnr)), ssim_mean=float(np.mean(summary.ssim)),
+                             psnr_noisy_mean=float(np.mean(summary.psnr_noisy)))
+            tracker.log_metrics(run_id, final)
+        return summary

@@ -1,0 +1,1 @@
+"""Factor families: each knows its energy, its linearisation and its messages."""

@@ -1,0 +1,1 @@
+"""Denoising factor graphs built from the engine's factor families and layers."""

@@ -1,0 +1,72 @@
+"""The denoising methods a user can ask for by name, and their validated configs.
+
+A method name (``pairwise``, ``median3`` …) is a file ``configs/denoise/<name>.yaml``; its
+``method`` key selects the config class below.  The name is what runs are tagged with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from pipeline.config import available, from_dict, read_yaml, require
+from pipeline.errors import PipelineError
+from pipeline.gbp.models.pairwise_smoother import PairwiseSmootherConfig
+
+# Best available model first: the default of `pipeline denoise`.
+DEFAULT_METHOD = "pairwise"
+
+
+@dataclass(frozen=True)
+class PairwiseMethod:
+    """GBP with the robust pairwise smoother (no learned parameters)."""
+
+    method: Literal["pairwise"] = "pairwise"
+    iterations: int = 200
+    xla: bool = True
+    graph: PairwiseSmootherConfig = field(default_factory=PairwiseSmootherConfig)
+
+    def __post_init__(self):
+        require(self.iterations >= 1, f"iterations must be ≥ 1, got {self.iterations}")
+
+    @property
+    def is_gbp(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class MedianMethod:
+    """OpenCV median filter with a square odd ``kernel``."""
+
+    method: Literal["median"] = "median"
+    kernel: int = 3
+
+    def __post_init__(self):
+        require(self.kernel >= 3 and self.kernel % 2 == 1,
+                f"median kernel must be odd and ≥ 3, got {self.kernel}")
+
+    @property
+    def is_gbp(self) -> bool:
+        return False
+
+
+MethodConfig = Union[PairwiseMethod, MedianMethod]
+_CLASSES = {"pairwise": PairwiseMethod, "median": MedianMethod}
+
+
+def load_method(name: str) -> MethodConfig:
+    """Load and validate ``configs/denoise/<name>.yaml`` (or a YAML path)."""
+    data, origin = read_yaml("denoise", name)
+    kind = data.get("method")
+    if kind not in _CLASSES:
+        raise PipelineError(f"{origin}: 'method' must be one of {sorted(_CLASSES)}, got {kind!r}")
+    return from_dict(_CLASSES[kind], data, origin)
+
+
+def parse_method_list(text: str) -> list[str]:
+    """``"pairwise,median3"`` → ["pairwise", "median3"] (checked, no duplicates)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise PipelineError(f"--model needs at least one of: {', '.join(available('denoise'))}")
+    if len(set(names)) != len(names):
+        raise PipelineError(f"--model lists a method twice: {text}")
+    return names

@@ -1,0 +1,119 @@
+"""MLflow tracking: where the store is, one parent run per invocation, a child run per method.
+
+The default store is ``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/``, relative
+to the working directory (MLflow 3 no longer accepts the plain file store).  ``--tracking-uri``
+or ``MLFLOW_TRACKING_URI`` choose another.  Metrics are written in batches (``log_batch``), one
+call per frame or evaluation point, because per-metric calls are slow.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from pipeline.errors import PipelineError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+MAX_PARAM_LENGTH = 6000
+
+
+def resolve_tracking_uri(cli_uri: str | None) -> str:
+    """``--tracking-uri`` beats ``MLFLOW_TRACKING_URI`` beats the local SQLite default."""
+    return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Tracker:
+    """A connection to one MLflow store and experiment."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str):
+        self.uri = resolve_tracking_uri(tracking_uri)
+        artifact_root = None
+        db = _sqlite_path(self.uri)
+        if db is not None:
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise PipelineError(f"cannot create the tracking store folder {db.parent}: {exc.strerror}") from None
+            if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+                raise PipelineError(f"the tracking store {db} is not writable; choose another with --tracking-uri")
+            artifact_root = db.parent.resolve().as_uri()
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic", "sqlalchemy"):  # after import: mlflow sets its own levels
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root)
+            else:
+                self.experiment_id = found.experiment_id
+        except Exception as exc:  # sqlalchemy / mlflow errors of an unusable store
+            raise PipelineError(f"cannot use the tracking store {self.uri}: {_first_line(exc)}") from None
+        mlflow.set_tracking_uri(self.uri)
+        self.experiment = experiment
+
+    def start_run(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
+        """Create a run (a child of ``parent_id`` if given); return its id."""
+        tags = dict(tags)
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        try:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        except Exception as exc:
+            raise PipelineError(f"cannot write to the tracking store {self.uri}: {_first_line(exc)}") from None
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's batch limit for params
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.client.set_tag(run_id, key, value)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    @contextlib.contextmanager
+    def run(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> Iterator[str]:
+        """A run that ends FINISHED, KILLED on Ctrl-C, FAILED on any other error."""
+        run_id = self.start_run(name, tags, parent_id)
+        try:
+            yield run_id
+        except KeyboardInterrupt:
+            self.end_run(run_id, "KILLED")
+            raise
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
+        self.end_run(run_id, "FINISHED")

@@ -1,0 +1,32 @@
+"""Build graph: a method config → the factor graph model that denoises one frame.
+
+GBP models are sized lazily by the frame they are given (one compiled loop per frame shape);
+this stage also refuses frames whose graph would not fit in memory, before any allocation.
+"""
+from __future__ import annotations
+
+import psutil
+
+from pipeline.errors import PipelineError
+from pipeline.gbp.models.pairwise_smoother import PairwiseSmoother
+from pipeline.methods import MethodConfig, PairwiseMethod
+
+
+def build_model(config: MethodConfig, seed: int):
+    """The GBP model of a GBP method config (dropout masks seeded by ``seed``)."""
+    if isinstance(config, PairwiseMethod):
+        from dataclasses import replace
+
+        return PairwiseSmoother(replace(config.graph, seed=seed))
+    raise PipelineError(f"method {config.method!r} is not a GBP model")
+
+
+def check_fits_in_memory(model, height: int, width: int, channels: int, method: str) -> None:
+    """Fail with advice (``--height/--width``) when the frame's graph exceeds available memory."""
+    needed = model.estimated_bytes(height, width, channels)
+    available = psutil.virtual_memory().available
+    if needed > 0.8 * available:
+        raise PipelineError(
+            f"a {height}×{width}×{channels} frame needs about {needed / 2**30:.1f} GiB for the "
+            f"{method} graph but only {available / 2**30:.1f} GiB is free; use --height/--width to "
+            f"denoise a smaller frame")

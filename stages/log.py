@@ -1,0 +1,61 @@
+"""Log: the denoised video, preview images and posterior checkpoints written to disk, then
+handed to the tracker as artifacts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """(H,W,C) float in [0,1] (clipped) → (H,W,3) uint8; grayscale is repeated to RGB."""
+    image = np.round(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+
+
+class VideoWriter:
+    """Writes frames as they are finished, so an interrupted run keeps what it did (H.264 mp4;
+    4:2:0 chroma when both sides are even, 4:4:4 otherwise so no frame is rescaled)."""
+
+    def __init__(self, path: Path, fps: float, height: int, width: int):
+        import imageio.v2 as imageio
+
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixel_format = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+            self._writer = imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                              quality=9, macro_block_size=1, pixelformat=pixel_format)
+        except OSError as exc:
+            raise PipelineError(f"cannot write the output video {path} ({exc.strerror or exc}); "
+                                f"choose another place with --output") from None
+        self.frames = 0
+
+    def append(self, frame: np.ndarray) -> None:
+        self._writer.append_data(to_uint8(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def side_by_side(panels: list[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Panels (H,W,C) in [0,1] left to right with white gaps, as uint8 RGB."""
+    images = [to_uint8(p) for p in panels]
+    spacer = np.full((images[0].shape[0], gap, 3), 255, np.uint8)
+    row = [images[0]]
+    for image in images[1:]:
+        row += [spacer, image]
+    return np.concatenate(row, axis=1)
+
+
+def save_png(image: np.ndarray, path: Path) -> Path:
+    """Write an RGB uint8 image as PNG."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise PipelineError(f"cannot write image {path}")
+    return path
