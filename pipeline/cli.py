@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported anywhere
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # OpenCV's ffmpeg: quiet on unreadable files
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -126,6 +126,15 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
+INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> None:
+    """One plain line on stderr (never wrapped or boxed), then exit."""
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
 def main() -> None:
     """Entry point: run the typer app, turning every expected failure into one line."""
     if not {"-h", "--help"} & set(sys.argv[1:]) and len(sys.argv) > 1 and sys.argv[1] != "ui":
@@ -133,31 +142,23 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except PipelineError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
-    except click.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "pipeline"
-        err.print(f"error: {exc.format_message()} (see '{command} --help')", markup=False, highlight=False)
-        sys.exit(2)
-    except click.ClickException as exc:
-        err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        err.print("interrupted: open runs were marked KILLED; finished frames were kept", markup=False)
-        sys.exit(130)
+        _fail(f"error: {exc}", 2)
+    except typer.TyperException as exc:  # usage errors: bad option, missing value …
+        ctx = getattr(exc, "ctx", None)
+        _fail(f"error: {exc.format_message()} (see '{ctx.command_path if ctx else 'pipeline'} --help')", 2)
+    except (KeyboardInterrupt, typer.Abort):
+        code = INTERRUPTED
     except MemoryError:
-        err.print("error: out of memory; use --height/--width for smaller frames", markup=False)
-        sys.exit(2)
+        _fail("error: out of memory; use --height/--width for smaller frames", 2)
     except Exception as exc:  # an unexpected failure: still one line, unless debugging
         if os.environ.get("PIPELINE_DEBUG"):
             raise
         if type(exc).__name__ == "ResourceExhaustedError":
-            err.print("error: out of memory; use --height/--width for smaller frames", markup=False)
-        else:
-            first = (str(exc).strip().splitlines() or [""])[0]
-            err.print(f"error: internal error {type(exc).__name__}: {first} (PIPELINE_DEBUG=1 shows the traceback)",
-                      markup=False, highlight=False)
-        sys.exit(1)
+            _fail("error: out of memory; use --height/--width for smaller frames", 2)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        _fail(f"error: internal error {type(exc).__name__}: {first} (PIPELINE_DEBUG=1 shows the traceback)", 1)
+    if code == INTERRUPTED:  # typer turns Ctrl-C into exit code 130
+        _fail("interrupted: open runs were marked KILLED; finished frames were kept", INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -53,14 +53,14 @@ def damped_update(
     ``m̃ = β·m_old + (1 − β)·m_new`` in natural parameters; each element then keeps ``m_old``
     with probability p (dropout = stochastic asynchronous updates, not activation dropout).
     η and Λ share one mask.  The mask comes from a stateless RNG seeded by ``seed`` (shape [2]
-    int), so runs repeat exactly.  On the first update (``first`` true) the new message is
+    int; Philox, the same stream with and without XLA), so runs repeat exactly.  On the first update (``first`` true) the new message is
     taken raw.  Neither step moves a fixed point: at convergence m_new = m_old.
     """
     beta = tf.cast(damping, new.eta.dtype)
     eta = beta * old.eta + (1.0 - beta) * new.eta
     lam = beta * old.lam + (1.0 - beta) * new.lam
     if dropout > 0.0:
-        keep_old = tf.random.stateless_uniform(tf.shape(new.eta), seed=seed) < dropout
+        keep_old = tf.random.stateless_uniform(tf.shape(new.eta), seed=seed, alg="philox") < dropout
         eta = tf.where(keep_old, old.eta, eta)
         lam = tf.where(keep_old, old.lam, lam)
     first = tf.convert_to_tensor(first)

@@ -23,7 +23,7 @@ def robust_weight(energy: tf.Tensor, n_rob: float, kind: str = "tukey") -> tf.Te
     """
     if kind not in ROBUST_KINDS:
         raise ValueError(f"unknown robust kind {kind!r}; expected one of {ROBUST_KINDS}")
-    n_rob = tf.cast(n_rob, energy.dtype)
+    n_rob = tf.constant(n_rob, dtype=energy.dtype)
     outside = energy > n_rob**2
     safe_energy = tf.where(outside, energy, tf.ones_like(energy))
     ratio_sq = n_rob**2 / safe_energy  # (N/M)²

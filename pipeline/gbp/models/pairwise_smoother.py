@@ -85,3 +85,10 @@ class PairwiseSmoother:
         """Peak working set of one frame: state ≈ 20 floats per pixel-channel (observation,
         8 pair-message tensors of 4 directions, means) and temporaries of a few times that."""
         return 4 * 80 * height * width * channels
+
+    def bytes_moved_per_iteration(self, height: int, width: int, channels: int) -> int:
+        """Float32 tensor traffic of one iteration, counted at the algorithm level: read 8 pair-
+        message tensors and 4 neighbour gathers of (η, Λ) and means, write 8 message tensors, plus
+        the observation and marginal updates (≈ 30 factor-sized and 12 pixel-sized tensors)."""
+        factors = 4 * (height - 2) * (width - 2) * channels
+        return 4 * (30 * factors + 12 * height * width * channels)

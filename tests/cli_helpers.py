@@ -1,0 +1,27 @@
+"""Run the real CLI entry point in-process and read back what it logged."""
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.cli import main
+
+
+def run_cli(args, capsys):
+    """``pipeline <args>`` → (exit code, stdout, stderr)."""
+    old = sys.argv
+    sys.argv = ["pipeline", *map(str, args)]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+def runs_by_method(uri, experiment):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    return client, {r.data.tags["method"]: r for r in runs}

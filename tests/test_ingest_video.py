@@ -1,0 +1,51 @@
+"""Video ingest: formats, frame rate, antialiased resize, seeded impulse noise."""
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from stages.ingest_video import NoiseSpec, corrupt, read_video, resize_frames
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi", ".mkv", ".mov", ".gif"])
+def test_reads_common_video_containers(tmp_path, suffix):
+    import imageio.v2 as imageio
+
+    frames = [np.full((32, 48, 3), 40 * i, np.uint8) for i in range(5)]
+    path = tmp_path / f"clip{suffix}"
+    if suffix == ".gif":
+        imageio.mimsave(path, frames, duration=100, loop=0)
+    else:
+        with imageio.get_writer(path, fps=12, macro_block_size=1, **({"codec": "mjpeg"} if suffix == ".avi" else {})) as w:
+            for f in frames:
+                w.append_data(f)
+    video = read_video(path)
+    assert len(video.frames) == 5
+    assert video.frames[0].shape == (32, 48, 3) and video.frames[0].dtype == np.float32
+    assert abs(float(video.frames[3].mean()) - 120 / 255) < 0.03
+    if suffix != ".gif":
+        assert abs(video.fps - 12) < 0.5
+    assert len(read_video(path, start=2, count=2).frames) == 2
+
+
+def test_resize_is_antialiased():
+    """A 1-pixel checkerboard downscaled 4× must average to grey, not alias into stripes."""
+    board = (np.indices((64, 64)).sum(axis=0) % 2).astype(np.float32)[:, :, None]
+    small = resize_frames([board], 16, 16)[0]
+    assert small.shape == (16, 16, 1)
+    assert np.abs(small - 0.5).max() < 0.05
+
+
+def test_impulse_noise_hits_the_fraction_of_locations_with_all_channels():
+    frame = np.full((200, 300, 3), 0.5, np.float32)
+    noisy = corrupt(frame, NoiseSpec.parse("impulse:0.1"), seed=1, frame_index=0)
+    hit = np.any(noisy != 0.5, axis=2)
+    assert 0.09 < hit.mean() < 0.11
+    assert np.all(noisy[hit] != 0.5)  # all channels of a hit location replaced
+    np.testing.assert_array_equal(noisy, corrupt(frame, NoiseSpec.parse("impulse:0.1"), 1, 0))
+    assert not np.array_equal(noisy, corrupt(frame, NoiseSpec.parse("impulse:0.1"), 1, 1))
+
+
+@pytest.mark.parametrize("text", ["impulse", "impulse:0", "impulse:1.5", "salt:0.1"])
+def test_bad_noise_specs_are_rejected(text):
+    with pytest.raises(PipelineError):
+        NoiseSpec.parse(text)
