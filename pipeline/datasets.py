@@ -187,12 +187,16 @@ def _validated(name: str, arrays: dict, source: str) -> ImageDataset:
     return ImageDataset(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], source)
 
 
+def _keras_load(name: str):
+    """``tf.keras.datasets.<name>.load_data()`` (downloads into the Keras cache)."""
+    import tensorflow as tf
+
+    return getattr(tf.keras.datasets, name).load_data()
+
+
 def _download(name: str) -> ImageDataset:
     try:
-        import tensorflow as tf
-
-        loader = getattr(tf.keras.datasets, name)
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
+        (x_train, y_train), (x_test, y_test) = _keras_load(name)
     except Exception as exc:  # network errors come as bare Exception from keras' get_file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PipelineError(
