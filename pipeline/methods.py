@@ -10,6 +10,7 @@ from typing import Literal, Union
 
 from pipeline.config import available, from_dict, read_yaml, require
 from pipeline.errors import PipelineError
+from pipeline.gbp.models.deep_denoiser import DeepDenoiserConfig
 from pipeline.gbp.models.pairwise_smoother import PairwiseSmootherConfig
 
 # Best available model first: the default of `pipeline denoise`.
@@ -24,6 +25,38 @@ class PairwiseMethod:
     iterations: int = 200
     xla: bool = True
     graph: PairwiseSmootherConfig = field(default_factory=PairwiseSmootherConfig)
+
+    def __post_init__(self):
+        require(self.iterations >= 1, f"iterations must be ≥ 1, got {self.iterations}")
+
+    @property
+    def is_gbp(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class CarryConfig:
+    """Carrying parameter posteriors frame to frame (continual learning).
+
+    ``alpha`` None: the next prior is the posterior; α ∈ (0, 1]: interpolate mean and std with
+    the original prior (μ' = α μ_post + (1−α) μ₀, σ' = α σ_post + (1−α) σ₀)."""
+
+    enabled: bool = True
+    alpha: float | None = None
+
+    def __post_init__(self):
+        require(self.alpha is None or 0.0 < self.alpha <= 1.0, f"carry.alpha must be in (0, 1], got {self.alpha}")
+
+
+@dataclass(frozen=True)
+class DeepMethod:
+    """GBP in a learned deep factor graph (transposed-conv reconstruction layers)."""
+
+    method: Literal["deep"] = "deep"
+    iterations: int = 300
+    xla: bool = True
+    carry: CarryConfig = field(default_factory=CarryConfig)
+    graph: DeepDenoiserConfig = field(default_factory=DeepDenoiserConfig)
 
     def __post_init__(self):
         require(self.iterations >= 1, f"iterations must be ≥ 1, got {self.iterations}")
@@ -49,8 +82,8 @@ class MedianMethod:
         return False
 
 
-MethodConfig = Union[PairwiseMethod, MedianMethod]
-_CLASSES = {"pairwise": PairwiseMethod, "median": MedianMethod}
+MethodConfig = Union[PairwiseMethod, DeepMethod, MedianMethod]
+_CLASSES = {"pairwise": PairwiseMethod, "deep": DeepMethod, "median": MedianMethod}
 
 
 def load_method(name: str) -> MethodConfig:

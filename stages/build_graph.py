@@ -8,16 +8,19 @@ from __future__ import annotations
 import psutil
 
 from pipeline.errors import PipelineError
+from pipeline.gbp.models.deep_denoiser import DeepDenoiser
 from pipeline.gbp.models.pairwise_smoother import PairwiseSmoother
-from pipeline.methods import MethodConfig, PairwiseMethod
+from pipeline.methods import DeepMethod, MethodConfig, PairwiseMethod
 
 
 def build_model(config: MethodConfig, seed: int):
     """The GBP model of a GBP method config (dropout masks seeded by ``seed``)."""
-    if isinstance(config, PairwiseMethod):
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if isinstance(config, PairwiseMethod):
         return PairwiseSmoother(replace(config.graph, seed=seed))
+    if isinstance(config, DeepMethod):
+        return DeepDenoiser(replace(config.graph, seed=seed))
     raise PipelineError(f"method {config.method!r} is not a GBP model")
 
 

@@ -11,6 +11,7 @@ from pipeline.baselines.classical_filters import median_filter
 from pipeline.gbp.model import Denoiser
 from pipeline.methods import MedianMethod, MethodConfig
 from stages.build_graph import build_model, check_fits_in_memory
+from stages.carry_posterior import carry_posterior_as_prior
 
 
 @dataclass
@@ -24,19 +25,27 @@ class FrameOutcome:
 
 
 class GBPFrameDenoiser:
-    """Runs a GBP model frame by frame, reusing its compiled loop for equal frame shapes."""
+    """Runs a GBP model frame by frame, reusing its compiled loop for equal frame shapes, and
+    carries learned parameter posteriors from each frame to the next as priors."""
 
-    def __init__(self, name: str, config, seed: int):
+    def __init__(self, name: str, config, seed: int, prior=None):
         self.name, self.config = name, config
         self.model = build_model(config, seed)
         self.denoiser = Denoiser(self.model, jit=config.xla)
+        self.prior = prior  # None: the model's original prior
+        self.posterior = {}
         self._checked_shapes: set[tuple[int, ...]] = set()
 
     def __call__(self, noisy: np.ndarray) -> FrameOutcome:
         if noisy.shape not in self._checked_shapes:
             check_fits_in_memory(self.model, *noisy.shape, method=self.name)
             self._checked_shapes.add(noisy.shape)
-        result = self.denoiser.denoise(tf.constant(noisy[None]), self.config.iterations)
+        result = self.denoiser.denoise(tf.constant(noisy[None]), self.config.iterations, self.prior)
+        self.posterior = result.posterior
+        carry = getattr(self.config, "carry", None)
+        if carry is not None:
+            self.prior = carry_posterior_as_prior(result.posterior, self.model.original_prior(noisy.shape[-1]),
+                                                  carry.enabled, carry.alpha)
         return FrameOutcome(result.mean.numpy()[0], result.std.numpy()[0],
                             result.loop_seconds, self.config.iterations)
 

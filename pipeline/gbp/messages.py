@@ -40,6 +40,14 @@ def rank1_factor_to_variable(j: tf.Tensor, r: tf.Tensor, incoming: Gaussian) -> 
     return Gaussian(j * r - j * t_minus / denom, j * j / denom)
 
 
+def difference_factor_message(other_end: Gaussian, a2) -> Gaussian:
+    """Message of a difference factor ``h = x_a − x_b`` (E = a²h², j = (a, −a), no target) to one
+    end, given the other end's cavity (ν, λ): mean ν/λ, precision a²λ/(a² + λ) (the closed form
+    above with N = 2)."""
+    denom = a2 + other_end.lam
+    return Gaussian(a2 * other_end.eta / denom, a2 * other_end.lam / denom)
+
+
 def damped_update(
     old: Gaussian,
     new: Gaussian,

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from pipeline.gbp.gaussian import Gaussian
+from pipeline.gbp.messages import difference_factor_message
 from pipeline.gbp.robust import robust_weight
 
 # (dy, dx) of the neighbour relative to the centre: north, west, east, south.
@@ -79,6 +80,5 @@ class PairwiseSmoothness:
         nb_lam = _neighbour_slices(marginal.lam) - old.to_neighbour.lam
         c_eta = _centres(marginal.eta) - old.to_centre.eta
         c_lam = _centres(marginal.lam) - old.to_centre.lam
-        to_neighbour = Gaussian(a2 * c_eta / (a2 + c_lam), a2 * c_lam / (a2 + c_lam))
-        to_centre = Gaussian(a2 * nb_eta / (a2 + nb_lam), a2 * nb_lam / (a2 + nb_lam))
-        return PairMessages(to_neighbour, to_centre)
+        return PairMessages(difference_factor_message(Gaussian(c_eta, c_lam), a2),
+                            difference_factor_message(Gaussian(nb_eta, nb_lam), a2))
