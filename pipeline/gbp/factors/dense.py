@@ -41,6 +41,8 @@ def _series(v: tf.Tensor, q: tf.Tensor, a: tf.Tensor, j: tf.Tensor, resid: tf.Te
     (x-messages: q, resid (B,O); a, j (K,O)).  Otherwise the group is (k, o) shared over the
     examples n (w-messages: a, j (B,K)).
     """
+    dtype = v.dtype  # float64 inside: the powers a^m, q^m, v^m leave float32's range
+    v, q, a, j, resid = (tf.cast(t, tf.float64) for t in (v, q, a, j, resid))
     lam = tf.zeros_like(v)
     eta = tf.zeros_like(v)
     qa = q  # q^{m+1}
@@ -59,7 +61,7 @@ def _series(v: tf.Tensor, q: tf.Tensor, a: tf.Tensor, j: tf.Tensor, resid: tf.Te
             qa, rq = qa * q, rq * q
             a_pow, ja_pow = a_pow * a, ja_pow * a
             v_pow = v_pow * v
-    return lam, eta
+    return tf.cast(lam, dtype), tf.cast(eta, dtype)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ never stored: the incoming message from W or β is taken to be its current margi
 own message is ~1/(B·H′·W′) of it), and the factor family's messages to W are returned already
 summed over (b, i, j).  S and U are then matrix products with the patches.  The leave-one-out
 denominator of a weight message, D_k = (1 + S) − s_k, depends on the weight, so its reciprocal is
-expanded as 1/(D − s) = Σ_{m≥0} s^m / D^{m+1}: every term is again one patch contraction and all
-terms are positive, so truncating after ``series_terms`` terms can only under-state the message
+expanded as 1/(D − s) = Σ_{m≥0} s^m / D^{m+1}: every term is again one patch contraction (all
+of them one batched matrix product with the powers of the fixed patches) and all terms are
+positive, so truncating after ``series_terms`` terms can only under-state the message
 precision (never over-confident); the ratio s/D is small once the weights are learned.  Messages
 to z are per element and exact (leave-one-out of the scalar groups is formed without
 subtraction, so no cancellation).
@@ -72,12 +73,12 @@ class FeedforwardConvFactor:
             raise ValueError(f"conv factor sigma must be > 0, got {self.sigma}")
         if not 0.0 <= self.slope <= 1.0:
             raise ValueError(f"leaky-ReLU slope must be in [0, 1], got {self.slope}")
-        if self.series_terms < 1:
-            raise ValueError(f"series_terms must be ≥ 1, got {self.series_terms}")
+        if not 1 <= self.series_terms <= 6:
+            raise ValueError(f"series_terms must be in 1..6, got {self.series_terms}")
 
     def preactivation(self, patches: tf.Tensor, w_mean: tf.Tensor, b_mean: tf.Tensor) -> tf.Tensor:
         """a = P·W + β, (B, H′, W′, F)."""
-        return tf.einsum("bhwd,df->bhwf", patches, w_mean) + b_mean
+        return tf.einsum("...d,df->...f", patches, w_mean) + b_mean
 
     def forward(self, patches, w_mean, b_mean) -> tf.Tensor:
         """g(P·W + β): the deterministic forward pass at the given parameter values."""
@@ -94,19 +95,32 @@ class FeedforwardConvFactor:
         j_z (B,H′,W′,F)) and the whitened target r (B,H′,W′,F).  Used by tests and references."""
         a0 = self.preactivation(patches, w_lin, b_lin)
         gp = leaky_relu_derivative(a0, self.slope)
-        j_w = gp[..., None] * patches[:, :, :, None, :] / self.sigma
+        j_w = gp[..., None] * patches[..., None, :] / self.sigma
         r = (gp * a0 - leaky_relu(a0, self.slope)) / self.sigma
         return j_w, gp / self.sigma, -tf.ones_like(gp) / self.sigma, r
 
+    def patch_powers(self, patches: tf.Tensor) -> tf.Tensor:
+        """(2M, n, D): P^{2m+2} for m < M, then P^{2m+1}, over the n = Π(factor axes) factors.
+        Constant while the inputs are fixed, so a model computes it once per batch."""
+        flat = tf.reshape(patches, [-1, patches.shape[-1]])
+        p2 = flat * flat
+        even, odd = [p2], [flat]
+        for _ in range(self.series_terms - 1):
+            even.append(even[-1] * p2)
+            odd.append(odd[-1] * p2)
+        return tf.stack(even + odd)
+
     def messages(self, patches: tf.Tensor, w: Gaussian, b: Gaussian, z: Gaussian,
-                 w_lin: tf.Tensor, b_lin: tf.Tensor) -> ConvMessages:
+                 w_lin: tf.Tensor, b_lin: tf.Tensor, powers: tf.Tensor | None = None) -> ConvMessages:
         """All factor→variable messages of the layer.
 
         Args:
-          patches: (B, H′, W′, D) fixed input patches, D = k²·C_in.
+          patches: (B, H′, W′, D) fixed input patches, D = k²·C_in (any leading factor
+            axes, e.g. the window-major (B, H′/2, W′/2, 4, D) layout of the classifier).
           w: (D, F) incoming from the weights (their marginal); b: (F,) likewise.
           z: (B, H′, W′, F) incoming from each output variable (its cavity: prior + other factors).
           w_lin, b_lin: the linearisation point of the parameters.
+          powers: ``patch_powers(patches)`` if already computed.
         """
         sigma = tf.cast(self.sigma, patches.dtype)
         mu_w, v_w = w.eta / w.lam, 1.0 / w.lam
@@ -117,8 +131,8 @@ class FeedforwardConvFactor:
         r = (gp * a0 - leaky_relu(a0, self.slope)) / sigma
         c = gp * gp / sigma**2  # j_W² / P² per factor
         p2 = patches * patches
-        s_w = c * tf.einsum("bhwd,df->bhwf", p2, v_w)  # Σ_d s_d
-        u_w = gp / sigma * tf.einsum("bhwd,df->bhwf", patches, mu_w)  # Σ_d j_d μ_d
+        s_w = c * tf.einsum("...d,df->...f", p2, v_w)  # Σ_d s_d
+        u_w = gp / sigma * tf.einsum("...d,df->...f", patches, mu_w)  # Σ_d j_d μ_d
         s_b, u_b = c * v_b, gp / sigma * mu_b
         s_z, u_z = v_z / sigma**2, -mu_z / sigma
 
@@ -129,25 +143,38 @@ class FeedforwardConvFactor:
         # β: j_β = g′/σ, D = 1 + S_W + s_z, summed over the factors of each filter
         d_b = 1.0 + s_w + s_z
         j_b = gp / sigma
-        to_b = Gaussian(tf.reduce_sum(j_b * (r - u_w - u_z) / d_b, axis=[0, 1, 2]),
-                        tf.reduce_sum(j_b * j_b / d_b, axis=[0, 1, 2]))
+        axes = list(range(len(patches.shape) - 1))
+        to_b = Gaussian(tf.reduce_sum(j_b * (r - u_w - u_z) / d_b, axis=axes),
+                        tf.reduce_sum(j_b * j_b / d_b, axis=axes))
 
-        # W: Σ_factors j_d² / (D − s_d) and Σ j_d (r − U) / (D − s_d) by the series in s_d / D
+        # W: Σ_factors j_d² / (D − s_d) and Σ j_d (r − U) / (D − s_d) by the series in s_d / D.
+        # Normalised so that float32 keeps its range: v = v_max,f · v̂ (v̂ ≤ 1), t = c·q·v_max,f,
+        #   Σ j_d²/(D − s_d)   = Σ_m v̂^m / v_max · Σ_factors P_d^{2m+2} t^{m+1}
+        #   Σ j_d ρ/(D − s_d)  = Σ_m v̂^m · Σ_factors P_d^{2m+1} (resid·q) t^m
+        # All 2M patch contractions are one batched matrix product with the powers of P.
+        if powers is None:
+            powers = self.patch_powers(patches)
         q = 1.0 / (1.0 + s_w + s_b + s_z)
         resid = gp / sigma * (r - (u_w + u_b + u_z))  # j_d (r − U) / P_d
+        v_max = tf.reduce_max(v_w, axis=0)
+        v_hat = v_w / v_max
+        t = tf.reshape(c * q * v_max, [-1, v_w.shape[1]])
+        rq = tf.reshape(resid * q, [-1, v_w.shape[1]])
+        lam_coeffs, eta_coeffs, t_pow = [], [], t
+        eta_coeffs.append(rq)
+        for m in range(self.series_terms):
+            lam_coeffs.append(t_pow)
+            if m + 1 < self.series_terms:
+                eta_coeffs.append(rq * t_pow)
+                t_pow = t_pow * t
+        sums = tf.matmul(powers, tf.stack(lam_coeffs + eta_coeffs), transpose_a=True)  # (2M, D, F)
         lam_w = tf.zeros_like(v_w)
         eta_w = tf.zeros_like(v_w)
-        coeff = c * q  # (c q)^{m+1}
-        resid_coeff = resid * q  # resid c^m q^{m+1}
-        p_even, p_odd = p2, patches  # P^{2m+2}, P^{2m+1}
         v_pow = tf.ones_like(v_w)
         for m in range(self.series_terms):
-            lam_w += v_pow * tf.einsum("bhwd,bhwf->df", p_even, coeff)
-            eta_w += v_pow * tf.einsum("bhwd,bhwf->df", p_odd, resid_coeff)
-            if m + 1 < self.series_terms:
-                coeff = coeff * c * q
-                resid_coeff = resid_coeff * c * q
-                p_even, p_odd = p_even * p2, p_odd * p2
-                v_pow = v_pow * v_w
-        eta_w += mu_w * lam_w
+            lam_w += v_pow * sums[m]
+            eta_w += v_pow * sums[self.series_terms + m]
+            v_pow = v_pow * v_hat
+        lam_w = lam_w / v_max
+        eta_w = eta_w + mu_w * lam_w
         return ConvMessages(to_z, Gaussian(eta_w, lam_w), to_b)

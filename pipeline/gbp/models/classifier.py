@@ -3,7 +3,8 @@ dense 2304→10 → softmax class observation (doc §7.3), learned and run by GB
 
 Variables (scalar Gaussians in natural parameters):
   W (k²·C, F), β₁ (F)        conv weights and per-filter bias        learned, carried
-  z (B, H′, W′, F)            conv outputs (leaky-ReLU activations)    prior N(0, σ_z²)
+  z (B, H′/2, W′/2, 4, F)     conv outputs (leaky-ReLU activations),   prior N(0, σ_z²)
+                              window-major: the 4 inputs of each max-pool on one axis
   p (B, H′/2·W′/2·F)          pooled maps, flattened (dense inputs)    prior N(0, σ_p²)
   V (K, O), β₂ (O)            dense weights and bias                   learned, carried
   y (B, O)                    logits                                   prior N(0, σ_y²)
@@ -75,7 +76,7 @@ class ClassifierConfig:
     dropout: float = 0.5
     series_terms: int = 4
     seed: int = 0
-    xla: bool = False
+    jit: Literal["none", "loop", "layers"] = "layers"  # XLA: none, the whole loop, or each layer visit
     dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self):
@@ -121,8 +122,13 @@ class GBPClassifier:
         self.dense = DenseFactor(c.dense_sigma, c.series_terms)
         self.softmax = SoftmaxClassObservation(c.softmax_sigma)
         self.shared_damping = c.dropout + (1.0 - c.dropout) * c.damping
-        self._train_loop = compile_loop(self.train_step, jit=c.xla)
-        self._test_loop = compile_loop(self.test_step, jit=c.xla)
+        if c.jit == "layers":  # XLA-fuse each visit's elementwise work; the loop stays plain
+            self._visit_conv = tf.function(self._visit_conv, jit_compile=True)
+            self._visit_pool = tf.function(self._visit_pool, jit_compile=True)
+            self._visit_dense = tf.function(self._visit_dense, jit_compile=True)
+            self._visit_softmax = tf.function(self._visit_softmax, jit_compile=True)
+        self._train_loop = compile_loop(self.train_step, jit=c.jit == "loop")
+        self._test_loop = compile_loop(self.test_step, jit=c.jit == "loop")
         self._train_init = tf.function(self.train_state, reduce_retracing=True)
         self._test_init = tf.function(self.test_state, reduce_retracing=True)
 
@@ -161,6 +167,16 @@ class GBPClassifier:
                              self._seed(state, edge, iteration), first)
 
     # ---------------------------------------------------------------- state
+    def window_patches(self, images) -> tf.Tensor:
+        """Conv input patches in window-major layout (B, H′/2, W′/2, 4, k²·C): the four conv outputs
+        pooled together sit on one axis, so z is stored as (B, H′/2, W′/2, 4, F) and pooling never
+        transposes."""
+        patches = extract_patches(tf.cast(images, self.dtype), self.config.kernel)
+        h2, w2, _ = self.pool_shape
+        patches = tf.reshape(patches, [-1, h2, 2, w2, 2, self.patch_size])
+        patches = tf.transpose(patches, [0, 1, 3, 2, 4, 5])
+        return tf.reshape(patches, [-1, h2, w2, 4, self.patch_size])
+
     def _forward_lin(self, patches, prior):
         mean = {k: v.mean for k, v in prior.items()}
         z = self.conv.forward(patches, mean["conv_weights"], mean["conv_bias"])
@@ -170,11 +186,11 @@ class GBPClassifier:
 
     def train_state(self, images, onehot, prior: dict[str, Gaussian], batch_seed):
         """Fresh graph for one training batch: images (B,H,W,C) in [0,1], onehot (B, classes)."""
-        images = tf.cast(images, self.dtype)
-        patches = extract_patches(images, self.config.kernel)
+        patches = self.window_patches(images)
         z, x, y = self._forward_lin(patches, prior)
         return {
             "seed": tf.cast(batch_seed, tf.int64), "patches": patches, "onehot": tf.cast(onehot, self.dtype),
+            "powers": self.conv.patch_powers(patches),
             "prior": dict(prior),
             "conv_w": _zeros(prior["conv_weights"].eta.shape, self.dtype),
             "conv_b": _zeros(prior["conv_bias"].eta.shape, self.dtype),
@@ -192,8 +208,7 @@ class GBPClassifier:
 
     def test_state(self, images, posterior: dict[str, Gaussian], batch_seed):
         """Fresh graph for one test batch with the parameters fixed at their posterior means."""
-        images = tf.cast(images, self.dtype)
-        patches = extract_patches(images, self.config.kernel)
+        patches = self.window_patches(images)
         mean = {k: v.mean for k, v in posterior.items()}
         conv_z = self.conv.fixed_parameter_message(patches, mean["conv_weights"], mean["conv_bias"])
         z, x, _ = self._forward_lin(patches, posterior)
@@ -232,7 +247,7 @@ class GBPClassifier:
         w = prior["conv_weights"] + s["conv_w"]
         b = prior["conv_bias"] + s["conv_b"]
         z_cav = _with_prior(s["pool_z"], c.conv_coeff_prior_sigma)
-        msg = self.conv.messages(s["patches"], w, b, z_cav, s["lin_w"], s["lin_b"])
+        msg = self.conv.messages(s["patches"], w, b, z_cav, s["lin_w"], s["lin_b"], s["powers"])
         s = dict(s)
         s["conv_z"] = self._damp(s, "conv_z", msg.z, 0, it, first, dropout=True)
         s["conv_w"] = self._shared(s["conv_w"], msg.weights, first)
@@ -309,8 +324,7 @@ class GBPClassifier:
     # ---------------------------------------------------------------- drivers
     def forward_logits(self, images, posterior: dict[str, Gaussian]) -> np.ndarray:
         """Deterministic forward pass through the posterior means (B, classes)."""
-        images = tf.cast(images, self.dtype)
-        _, _, y = self._forward_lin(extract_patches(images, self.config.kernel), posterior)
+        _, _, y = self._forward_lin(self.window_patches(images), posterior)
         return y.numpy()
 
     def train_batch(self, images, onehot, prior: dict[str, Gaussian], iterations: int, batch_seed: int):
