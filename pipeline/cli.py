@@ -42,6 +42,8 @@ def denoise(
     reference: Optional[Path] = typer.Option(None, help="Clean version of the same video, for PSNR/SSIM."),
     iterations: Optional[int] = typer.Option(None, help="GBP iterations per frame (overrides the config)."),
     device: str = typer.Option("auto", help="auto (a GPU when TensorFlow sees one), cpu or gpu."),
+    no_carry: bool = typer.Option(False, "--no-carry", help="Learn every frame from the original prior (no posterior carried)."),
+    prior_from: Optional[str] = typer.Option(None, help="Start from a saved parameter posterior: a .npz file or an MLflow run id."),
     tracking_uri: Optional[str] = TrackingUri,
     experiment: str = typer.Option("denoise", help="MLflow experiment name."),
 ) -> None:
@@ -50,7 +52,8 @@ def denoise(
     from pipeline.device import select_device
 
     request = DenoiseRequest(input, model, output, height, width, start, frames, noise, seed,
-                             reference, iterations, device, tracking_uri, experiment)
+                             reference, iterations, device, tracking_uri, experiment,
+                             carry=not no_carry, prior_from=prior_from)
     device_name = select_device(device)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=False) as progress:
@@ -75,6 +78,11 @@ def denoise(
         if s.psnr:
             out.print(f"{s.method} PSNR per frame (dB): " + " ".join(f"{p:.2f}" for p in s.psnr))
         out.print(f"{s.method} video: {s.output}  (MLflow run {s.run_id})", soft_wrap=True)
+
+
+from pipeline.cli_continual import continual  # noqa: E402
+
+app.command("continual")(continual)
 
 
 @app.command()

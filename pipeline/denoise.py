@@ -16,12 +16,14 @@ import numpy as np
 
 from pipeline.config import flatten, to_yaml, with_overrides
 from pipeline.errors import PipelineError
-from pipeline.methods import DEFAULT_METHOD, load_method, parse_method_list
+from pipeline.methods import DEFAULT_METHOD, DeepMethod, load_method, parse_method_list
 from pipeline.tracking import Tracker
 from stages.evaluate import image_quality
 from stages.infer import frame_denoiser
 from stages.ingest_video import NoiseSpec, Video, corrupt, read_video, resize_frames
-from stages.log import VideoWriter, save_png, side_by_side
+from stages.carry_posterior import check_posterior_fits, load_posterior
+from stages.log import (VideoWriter, filters_image, save_png, save_posterior, side_by_side,
+                        uncertainty_image)
 
 EMBEDDED_SAMPLE = Path(__file__).resolve().parent / "data" / "bear_sample"
 PREVIEW_EVERY = 10  # frames between preview images (first and last always)
@@ -45,6 +47,8 @@ class DenoiseRequest:
     device: str = "auto"
     tracking_uri: str | None = None
     experiment: str = "denoise"
+    carry: bool = True  # False (--no-carry): learn every frame from the original prior
+    prior_from: str | None = None  # a saved posterior (.npz) or an MLflow run id that saved one
 
 
 @dataclass
@@ -114,8 +118,22 @@ def _resolved_methods(req: DenoiseRequest):
             if req.iterations < 1:
                 raise PipelineError(f"--iterations must be ≥ 1, got {req.iterations}")
             config = with_overrides(config, iterations=req.iterations)
+        if isinstance(config, DeepMethod) and not req.carry:
+            config = with_overrides(config, carry=with_overrides(config.carry, enabled=False))
         configs[name] = config
+    if req.prior_from and not any(isinstance(c, DeepMethod) for c in configs.values()):
+        raise PipelineError("--prior-from needs a learned model (e.g. --model single_layer)")
     return configs
+
+
+def _starting_prior(req: DenoiseRequest, tracker: Tracker):
+    """The posterior named by --prior-from: a .npz path, or the last one a run saved."""
+    if not req.prior_from:
+        return None, ""
+    path = Path(req.prior_from)
+    if not path.exists():
+        path = tracker.latest_artifact(req.prior_from, "posterior")
+    return load_posterior(path), str(req.prior_from)
 
 
 def run_denoise(req: DenoiseRequest, device_name: str,
@@ -125,11 +143,12 @@ def run_denoise(req: DenoiseRequest, device_name: str,
     configs = _resolved_methods(req)  # validate configs before touching data or the store
     source = prepare_frames(req)
     tracker = Tracker(req.tracking_uri, req.experiment)
+    starting_prior = _starting_prior(req, tracker)
     h, w, c = source.noisy[0].shape
     settings = {"input": str(req.input or "embedded:bear_sample"), "noise": req.noise or "",
                 "seed": req.seed, "start": req.start, "frames": len(source.noisy), "height": h,
                 "width": w, "channels": c, "device": device_name, "fps": source.fps,
-                "reference": str(req.reference or "")}
+                "reference": str(req.reference or ""), "prior_from": str(req.prior_from or "")}
     names = list(configs)
     several = len(names) > 1
     summaries = []
@@ -138,22 +157,29 @@ def run_denoise(req: DenoiseRequest, device_name: str,
             tracker.log_params(parent_id, settings)
             for name in names:
                 summaries.append(_run_method(tracker, name, configs[name], source, req, settings,
-                                             output_path(req, source, name, True), parent_id, on_frame))
+                                             output_path(req, source, name, True), parent_id, on_frame,
+                                             starting_prior))
     else:
         name = names[0]
         summaries.append(_run_method(tracker, name, configs[name], source, req, settings,
-                                     output_path(req, source, name, False), None, on_frame))
+                                     output_path(req, source, name, False), None, on_frame, starting_prior))
     return summaries
 
 
 def _run_method(tracker, name, config, source: FrameSource, req, settings, out: Path,
-                parent_id, on_frame) -> MethodSummary:
+                parent_id, on_frame, starting_prior) -> MethodSummary:
     with tracker.run(name, {"method": name}, parent_id) as run_id:
         tracker.log_params(run_id, {**settings, **flatten(config)})
         tracker.log_text(run_id, to_yaml(config) + "\n# run settings\n" +
                          "".join(f"# {k}: {v}\n" for k, v in settings.items()), "config/resolved.yaml")
         summary = MethodSummary(name, run_id, out)
-        denoise = frame_denoiser(name, config, req.seed)
+        prior, prior_source = starting_prior
+        if prior is not None and isinstance(config, DeepMethod):
+            denoise = frame_denoiser(name, config, req.seed)
+            check_posterior_fits(prior, denoise.model.original_prior(source.noisy[0].shape[-1]), prior_source)
+            denoise.prior = prior
+        else:
+            denoise = frame_denoiser(name, config, req.seed)
         h, w, _ = source.noisy[0].shape
         writer = VideoWriter(out, source.fps, h, w)
         scratch_dir = tempfile.TemporaryDirectory(prefix="pipeline-")
@@ -176,10 +202,19 @@ def _run_method(tracker, name, config, source: FrameSource, req, settings, out: 
                     summary.psnr_noisy.append(metrics["psnr_noisy"])
                 metrics["seconds_frame"] = outcome.seconds
                 tracker.log_metrics(run_id, metrics, step=i)
+                if outcome.posterior:
+                    npz = save_posterior(outcome.posterior, scratch / f"frame_{i:05d}.npz")
+                    tracker.log_artifact(run_id, npz, "posterior")
                 if i % PREVIEW_EVERY == 0 or i == len(source.noisy) - 1:
                     panels = [noisy, outcome.estimate] + ([source.clean[i]] if source.clean else [])
                     png = save_png(side_by_side(panels), scratch / f"frame_{i:05d}.png")
                     tracker.log_artifact(run_id, png, "previews")
+                    if outcome.std is not None:
+                        png = save_png(uncertainty_image(outcome.std), scratch / f"std_{i:05d}.png")
+                        tracker.log_artifact(run_id, png, "uncertainty")
+                    if "filters_0" in outcome.posterior:
+                        image = filters_image(outcome.posterior["filters_0"].mean.numpy())
+                        tracker.log_artifact(run_id, save_png(image, scratch / f"filters_{i:05d}.png"), "filters")
                 summary.frames = i + 1
                 on_frame(name, i + 1, len(source.noisy))
         finally:

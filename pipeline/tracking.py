@@ -98,6 +98,17 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
+    def latest_artifact(self, run_id: str, folder: str) -> Path:
+        """Download the last file (by name) of a run's artifact folder; return its local path."""
+        try:
+            files = sorted(a.path for a in self.client.list_artifacts(run_id, folder) if not a.is_dir)
+        except Exception as exc:
+            raise PipelineError(f"no run {run_id!r} in {self.uri} ({_first_line(exc)}); "
+                                f"give a path to a .npz or a run id") from None
+        if not files:
+            raise PipelineError(f"run {run_id} has no {folder}/ artifacts")
+        return Path(self.client.download_artifacts(run_id, files[-1]))
+
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)
 

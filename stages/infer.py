@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +22,7 @@ class FrameOutcome:
     std: np.ndarray | None  # posterior standard deviation per pixel (GBP only)
     seconds: float  # wall time of inference (GBP: the compiled loop only)
     iterations: int  # GBP iterations run (0 for filters)
+    posterior: dict = field(default_factory=dict)  # learned parameters' marginals after the frame
 
 
 class GBPFrameDenoiser:
@@ -33,7 +34,6 @@ class GBPFrameDenoiser:
         self.model = build_model(config, seed)
         self.denoiser = Denoiser(self.model, jit=config.xla)
         self.prior = prior  # None: the model's original prior
-        self.posterior = {}
         self._checked_shapes: set[tuple[int, ...]] = set()
 
     def __call__(self, noisy: np.ndarray) -> FrameOutcome:
@@ -41,13 +41,12 @@ class GBPFrameDenoiser:
             check_fits_in_memory(self.model, *noisy.shape, method=self.name)
             self._checked_shapes.add(noisy.shape)
         result = self.denoiser.denoise(tf.constant(noisy[None]), self.config.iterations, self.prior)
-        self.posterior = result.posterior
         carry = getattr(self.config, "carry", None)
         if carry is not None:
             self.prior = carry_posterior_as_prior(result.posterior, self.model.original_prior(noisy.shape[-1]),
                                                   carry.enabled, carry.alpha)
         return FrameOutcome(result.mean.numpy()[0], result.std.numpy()[0],
-                            result.loop_seconds, self.config.iterations)
+                            result.loop_seconds, self.config.iterations, result.posterior)
 
 
 class FilterFrameDenoiser:
@@ -62,8 +61,8 @@ class FilterFrameDenoiser:
         return FrameOutcome(estimate, None, time.perf_counter() - start, 0)
 
 
-def frame_denoiser(name: str, config: MethodConfig, seed: int):
-    """The per-frame runner of a method config."""
+def frame_denoiser(name: str, config: MethodConfig, seed: int, prior=None):
+    """The per-frame runner of a method config (``prior``: a carried-in parameter posterior)."""
     if config.is_gbp:
-        return GBPFrameDenoiser(name, config, seed)
+        return GBPFrameDenoiser(name, config, seed, prior)
     return FilterFrameDenoiser(name, config)

@@ -59,3 +59,37 @@ def save_png(image: np.ndarray, path: Path) -> Path:
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise PipelineError(f"cannot write image {path}")
     return path
+
+
+def save_posterior(posterior: dict, path: Path) -> Path:
+    """Means and precisions of every learned parameter as ``<name>.eta`` / ``<name>.lam`` arrays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name, gaussian in posterior.items():
+        arrays[f"{name}.eta"] = np.asarray(gaussian.eta)
+        arrays[f"{name}.lam"] = np.asarray(gaussian.lam)
+    np.savez(path, **arrays)
+    return path
+
+
+def filters_image(filters: np.ndarray, scale: int = 16) -> np.ndarray:
+    """Posterior mean filters (k, k, C, F) as one RGB tile per filter (each normalised to its own
+    range, upscaled ``scale``× without smoothing), left to right."""
+    k, _, c, f = filters.shape
+    tiles = []
+    for i in range(f):
+        tile = filters[:, :, :3, i] if c >= 3 else np.repeat(filters[:, :, :1, i], 3, axis=2)
+        span = tile.max() - tile.min()
+        tile = (tile - tile.min()) / span if span > 0 else np.full_like(tile, 0.5)
+        tiles.append(np.kron(tile, np.ones((scale, scale, 1))))
+    return side_by_side(tiles, gap=scale // 4)
+
+
+def uncertainty_image(std: np.ndarray) -> np.ndarray:
+    """Per-pixel posterior standard deviation (H, W, C), averaged over channels, as a colour map
+    (inferno; dark = certain), scaled to the frame's own maximum."""
+    import cv2
+
+    mean_std = std.mean(axis=2)
+    scaled = np.round(255 * mean_std / max(float(mean_std.max()), 1e-12)).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
