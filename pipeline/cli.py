@@ -80,6 +80,10 @@ def denoise(
         out.print(f"{s.method} video: {s.output}  (MLflow run {s.run_id})", soft_wrap=True)
 
 
+from pipeline.cli_continual import continual  # noqa: E402
+
+app.command("continual")(continual)
+
 
 @app.command()
 def ui(

@@ -1,0 +1,89 @@
+"""`pipeline continual` end to end on a small MNIST subset: accuracy, MLflow records, resume,
+and the one-line failure behaviour."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_helpers import run_cli, runs_by_method
+
+MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    if not (MNIST / "mnist.npz").is_file():
+        pytest.skip("../shared/data/mnist/mnist.npz is not present")
+    return MNIST
+
+
+def test_gbp_and_baselines_learn_and_log(tmp_path, tracking_uri, mnist_dir, capsys):
+    code, stdout, stderr = run_cli(["continual", "mnist", "--method", "gbp,linear,cnn", "--train-size", 200,
+                                    "--test-size", 200, "--eval-every", 100, "--iterations", 30,
+                                    "--test-iterations", 5, "--seed", 1, "--data-dir", mnist_dir,
+                                    "--tracking-uri", tracking_uri, "--experiment", "cl"], capsys)
+    assert code == 0, stderr
+    client, runs = runs_by_method(tracking_uri, "cl")
+    assert set(runs) == {"gbp,linear,cnn", "gbp", "linear", "cnn"}
+    parent = runs["gbp,linear,cnn"].info.run_id
+    for name in ("gbp", "linear", "cnn"):
+        run = runs[name]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent
+        assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+        assert run.data.metrics["test_nll"] > 0
+    gbp = runs["gbp"]
+    # 200 examples, 30 iterations per batch: far above chance (0.1)
+    assert gbp.data.metrics["test_accuracy"] > 0.55, gbp.data.metrics
+    assert runs["linear"].data.metrics["test_accuracy"] > 0.5
+    history = client.get_metric_history(gbp.info.run_id, "test_accuracy")
+    assert [m.step for m in history] == [100, 200]
+    batch_acc = client.get_metric_history(gbp.info.run_id, "train_batch_accuracy")
+    assert [m.step for m in batch_acc] == [50, 100, 150, 200]
+    assert all(0.0 <= m.value <= 1.0 for m in batch_acc)
+    assert batch_acc[-1].value > batch_acc[0].value  # learning shows before each update
+    for key in ("seconds_per_batch", "seconds_per_iteration", "seconds_per_test_iteration"):
+        assert gbp.data.metrics[key] > 0, key
+    assert gbp.data.params["graph.conv_sigma"] == "0.01" and gbp.data.params["train_iterations"] == "30"
+    cnn_steps = [m.step for m in client.get_metric_history(runs["cnn"].info.run_id, "train_batch_accuracy")]
+    assert cnn_steps == [50, 100, 150, 200]
+    files = {a.path for a in client.list_artifacts(gbp.info.run_id, "posterior")}
+    assert files == {"posterior/posterior.npz"}
+    local = client.download_artifacts(gbp.info.run_id, "posterior/posterior.npz", str(tmp_path))
+    with np.load(local) as post:
+        assert post["conv_weights.lam"].shape == (25, 16) and post["dense_weights.eta"].shape == (2304, 10)
+        assert np.all(post["conv_weights.lam"] > 100.0)  # more precise than the prior (σ = 0.1)
+    assert "gbp test_accuracy=" in stdout
+
+    # resume from the run's posterior: one more batch keeps what was learned
+    code, _, stderr = run_cli(["continual", "mnist", "--method", "gbp", "--train-size", 50, "--test-size", 200,
+                               "--iterations", 10, "--test-iterations", 5, "--seed", 2, "--data-dir", mnist_dir,
+                               "--tracking-uri", tracking_uri, "--experiment", "resume",
+                               "--prior-from", gbp.info.run_id], capsys)
+    assert code == 0, stderr
+    _, resumed = runs_by_method(tracking_uri, "resume")
+    assert resumed["gbp"].data.metrics["test_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "gbp,svm"], "unknown method 'svm'"),
+    (["--train-size", "0"], "--train-size must be ≥ 1"),
+    (["--test-size", "20000"], "exceeds the 10000 test images"),
+    (["--eval-every", "0"], "--eval-every must be ≥ 1"),
+    (["--iterations", "0"], "--iterations must be ≥ 1"),
+    (["--prior-from", "/nonexistent/posterior.npz"], "--prior-from: no file"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tracking_uri, mnist_dir, capsys):
+    code, _, stderr = run_cli(["continual", "mnist", "--method", "gbp", "--train-size", 50, *args,
+                               "--data-dir", mnist_dir, "--tracking-uri", tracking_uri], capsys)
+    assert code == 2
+    assert stderr.startswith("error: ") and stderr.strip().count("\n") == 0, stderr
+    assert message in stderr
+
+
+def test_unknown_dataset_and_missing_data_dir(tmp_path, tracking_uri, capsys):
+    code, _, stderr = run_cli(["continual", "cifar", "--tracking-uri", tracking_uri], capsys)
+    assert code == 2 and stderr.startswith("error: unknown dataset 'cifar'")
+    code, _, stderr = run_cli(["continual", "mnist", "--data-dir", tmp_path / "nope", "--tracking-uri", tracking_uri],
+                              capsys)
+    assert code == 2 and "does not exist" in stderr and stderr.strip().count("\n") == 0
