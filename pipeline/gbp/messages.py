@@ -55,6 +55,7 @@ def damped_update(
     dropout: float,
     seed: tf.Tensor,
     first: tf.Tensor | bool = False,
+    mask_shape=None,
 ) -> Gaussian:
     """Write a factor→variable message with damping and message dropout.
 
@@ -63,16 +64,23 @@ def damped_update(
     η and Λ share one mask.  The mask comes from a stateless RNG seeded by ``seed`` (shape [2]
     int; Philox, the same stream with and without XLA), so runs repeat exactly.  On the first update (``first`` true) the new message is
     taken raw.  Neither step moves a fixed point: at convergence m_new = m_old.
+
+    ``mask_shape`` (broadcastable to the message) draws one decision per group of elements, e.g.
+    one per factor for all of that factor's outgoing messages: asynchronous factor updates, at a
+    fraction of the random numbers.
     """
-    beta = tf.cast(damping, new.eta.dtype)
-    eta = beta * old.eta + (1.0 - beta) * new.eta
-    lam = beta * old.lam + (1.0 - beta) * new.lam
-    if dropout > 0.0:
-        keep_old = tf.random.stateless_uniform(tf.shape(new.eta), seed=seed, alg="philox") < dropout
-        eta = tf.where(keep_old, old.eta, eta)
-        lam = tf.where(keep_old, old.lam, lam)
+    # one weight per element, so each new message is read once (lets XLA fuse the whole
+    # write into the producer of ``new``): m = m_old + (1 − β_e)(m_new − m_old) with β_e = 0 on
+    # the first write, 1 where dropped out, β elsewhere
+    dtype = new.eta.dtype
     first = tf.convert_to_tensor(first)
-    return Gaussian(tf.where(first, new.eta, eta), tf.where(first, new.lam, lam))
+    beta = tf.where(first, tf.constant(0.0, dtype), tf.constant(damping, dtype))
+    if dropout > 0.0:
+        shape = tf.shape(new.eta) if mask_shape is None else mask_shape
+        keep_old = tf.random.stateless_uniform(shape, seed=seed, alg="philox") < dropout
+        beta = tf.where(tf.logical_and(keep_old, tf.logical_not(first)), tf.constant(1.0, dtype), beta)
+    step = 1.0 - beta
+    return Gaussian(old.eta + step * (new.eta - old.eta), old.lam + step * (new.lam - old.lam))
 
 
 def check_message_schedule(damping: float, dropout: float) -> None:

@@ -13,7 +13,8 @@ shared by the channels of a pixel (E summed over c), as in the reference.
 
 Messages use the rank-1 closed form (pipeline.gbp.messages) split by variable kind:
 
-* coefficients, inputs, biases: exact cavities from stored per-edge messages;
+* coefficients, inputs, biases: exact cavities from stored per-edge messages (padded window
+  entries are given a huge cavity precision instead of a zero Jacobian, so no mask is needed);
 * filter weights: every weight is shared by all B·H·W factors of its channel, so one factor's
   message is a negligible part of its marginal and the cavity is taken to be the marginal (the
   idea behind AMP's treatment of cavities).  Then no per-factor filter message is stored: the
@@ -35,7 +36,7 @@ from pipeline.gbp.factors.activations import activation, activation_derivative
 from pipeline.gbp.gaussian import Gaussian
 from pipeline.gbp.robust import robust_weight
 
-PAD_PRECISION = 1.0  # precision given to padded (non-existent) coefficients; their J is 0
+PAD_PRECISION = 1e30  # precision of padded (non-existent) coefficients: they add ~0 to every sum
 
 
 def pad_coeffs(z: tf.Tensor, kernel: int, value: float = 0.0) -> tf.Tensor:
@@ -118,66 +119,70 @@ class TransposedConvReconstruction:
         root_k = tf.sqrt(k) / self.sigma
         return Linearisation(root_k * gp, -root_k, root_k * gp * s0, k)
 
-    def messages(self, lin: Linearisation, z0_padded, valid_windows, filters0,
+    def messages(self, lin: Linearisation, z0_padded, filters0,
                  input_cavity: Gaussian, bias_cavity: Gaussian, coeff_cavity: Gaussian,
                  filter_cavity: Gaussian) -> ReconstructionMessages:
         """Rank-1 messages of every factor given the variable→factor cavities.
 
-        ``coeff_cavity`` is per edge (B,H,W,C,K,F); ``valid_windows`` (1,H,W,1,K,1) is 0 where a
-        window entry falls on padding.  ``filter_cavity`` is the filter marginal (k,k,C,F)
-        broadcast to every factor, or per edge (B,H,W,C,K,F) with ``exact_filter_messages``.
+        ``coeff_cavity`` is per edge (B,H,W,C,K,F); window entries on padding carry a huge
+        precision (``PAD_PRECISION``) so they add nothing to the sums, and the messages sent to
+        them are cropped away by the caller.  ``filter_cavity`` is the filter marginal (k,k,C,F)
+        shared by every factor, or per edge (B,H,W,C,K,F) with ``exact_filter_messages``.
+
+        With s_i = j_i²/λ_i, m_i = ν_i/λ_i and per factor S = Σ s_i, T = Σ (s_i r + j_i m_i),
+        the closed form rearranges to one shared per-factor scalar R = r(1 + S) − T:
+            Λ_{f→i} = j_i² / (1 + S − s_i),     η_{f→i} = j_i (R + j_i m_i) / (1 + S − s_i).
         """
-        kernel = self.kernel
-        r, scale = lin.r, lin.scale
+        kernel, r, scale = self.kernel, lin.r, lin.scale
         h, w = tf.shape(r)[1], tf.shape(r)[2]
         channels = tf.shape(r)[3]
-        r6 = r[..., None, None]
         scale6 = scale[..., None, None]
-
+        # coefficients: j = scale · W₀[dy,dx,c,f], arranged (1,1,1,C,K,F)
+        w6 = tf.reshape(tf.transpose(tf.reshape(filters0, [kernel * kernel, channels, -1]), [1, 0, 2]),
+                        [1, 1, 1, channels, kernel * kernel, -1])
+        inv_z = 1.0 / coeff_cavity.lam
+        w2_inv = w6 * w6 * inv_z
+        w_m = w6 * coeff_cavity.eta * inv_z
+        s_sum = scale * scale * tf.reduce_sum(w2_inv, axis=[-2, -1])
+        jm_sum = scale * tf.reduce_sum(w_m, axis=[-2, -1])
         # inputs and biases: one edge per factor
-        j_x = lin.x_scale
-        s_x = j_x * j_x / input_cavity.lam
-        t_x = j_x * (j_x * r + input_cavity.eta) / input_cavity.lam
-        j_b = scale
-        s_b = j_b * j_b / bias_cavity.lam
-        t_b = j_b * (j_b * r + bias_cavity.eta) / bias_cavity.lam
-        # coefficients: (B,H,W,C,K,F), J = g′ W₀ on real positions
-        w0 = tf.reshape(tf.transpose(tf.reshape(filters0, [kernel * kernel, channels, -1]), [1, 0, 2]),
-                        [1, 1, 1, channels, kernel * kernel, -1])  # (1,1,1,C,K,F)
-        j_z = scale6 * w0 * valid_windows
-        s_z = j_z * j_z / coeff_cavity.lam
-        t_z = j_z * (j_z * r6 + coeff_cavity.eta) / coeff_cavity.lam
+        j_x, j_b = lin.x_scale, scale
+        s_x, m_x = j_x * j_x / input_cavity.lam, input_cavity.mean
+        s_b, m_b = j_b * j_b / bias_cavity.lam, bias_cavity.mean
+        s_sum += s_x + s_b
+        jm_sum += j_x * m_x + j_b * m_b
         # filters
         z0_win = windows(z0_padded, kernel, h, w)[:, :, :, None]  # (B,H,W,1,K,F)
         if self.exact_filter_messages:
             j_w = scale6 * z0_win
             s_w = j_w * j_w / filter_cavity.lam
-            t_w = j_w * (j_w * r6 + filter_cavity.eta) / filter_cavity.lam
-            s_w_sum = tf.reduce_sum(s_w, axis=[-2, -1])
-            t_w_sum = tf.reduce_sum(t_w, axis=[-2, -1])
+            s_sum += tf.reduce_sum(s_w, axis=[-2, -1])
+            jm_sum += tf.reduce_sum(j_w * filter_cavity.mean, axis=[-2, -1])
         else:
-            s_w_sum = scale * scale * correlate(z0_padded * z0_padded, 1.0 / filter_cavity.lam)
-            t_w_sum = r * s_w_sum + scale * correlate(z0_padded, filter_cavity.eta / filter_cavity.lam)
-        s_total = s_x + s_b + s_w_sum + tf.reduce_sum(s_z, axis=[-2, -1])
-        t_total = t_x + t_b + t_w_sum + tf.reduce_sum(t_z, axis=[-2, -1])
+            s_sum += scale * scale * correlate(z0_padded * z0_padded, 1.0 / filter_cavity.lam)
+            jm_sum += scale * correlate(z0_padded, filter_cavity.mean)
+        big_r = r * (1.0 + s_sum) - (r * s_sum + jm_sum)  # R = r(1+S) − T, T = rS + Σ j m
 
-        def message(j, s, t, s_tot, t_tot, r_):
-            denom = 1.0 + s_tot - s
-            return Gaussian(j * r_ - j * (t_tot - t) / denom, j * j / denom)
+        def message(j, s, m, S, R):
+            denom = 1.0 / (1.0 + S - s)
+            return Gaussian(j * (R + j * m) * denom, j * j * denom)
 
-        s6, t6 = s_total[..., None, None], t_total[..., None, None]
-        to_coeffs = message(j_z, s_z, t_z, s6, t6, r6)
-        to_input = message(j_x, s_x, t_x, s_total, t_total, r)
-        to_bias = message(j_b, s_b, t_b, s_total, t_total, r)
+        s6, r6 = s_sum[..., None, None], big_r[..., None, None]
+        j_z = scale6 * w6
+        to_coeffs = Gaussian(j_z * (r6 + scale6 * w_m) / (1.0 + s6 - scale6 * scale6 * w2_inv),
+                             j_z * j_z / (1.0 + s6 - scale6 * scale6 * w2_inv))
+        to_input = message(j_x, s_x, m_x, s_sum, big_r)
+        to_bias = message(j_b, s_b, m_b, s_sum, big_r)
         if self.exact_filter_messages:
-            to_filters = message(j_w, s_w, t_w, s6, t6, r6)
+            to_filters = message(j_w, s_w, filter_cavity.mean, s6, r6)
             filter_sum = None
         else:
+            # Σ_f of the filter messages with s_w = O(1/N) dropped: Λ = Σ j_w²/(1+S),
+            # η = Σ j_w (R + j_w μ_w)/(1+S) = Σ j_w R/(1+S) + μ_w Σ Λ  (the j_w μ_w leave-one-out
+            # term is O(1) and is kept — an Onsager-like correction)
             to_filters = None
-            # Σ_f of η_{f→w} = j_w r − j_w (T − t_w)/(1 + S − s_w) with s_w = O(1/N) dropped but
-            # the leave-one-out t_w ≈ j_w μ_w kept (it is O(1)): Σ_f j_w (r − T/(1+S)) + μ_w Σ_f Λ_{f→w}
-            inv = 1.0 / (1.0 + s_total)
+            inv = 1.0 / (1.0 + s_sum)
             lam_sum = filter_correlation(scale * scale * inv, z0_padded * z0_padded, kernel)
-            eta_sum = filter_correlation(scale * (r - t_total * inv), z0_padded, kernel)
+            eta_sum = filter_correlation(scale * big_r * inv, z0_padded, kernel)
             filter_sum = Gaussian(eta_sum + filter_cavity.mean * lam_sum, lam_sum)
         return ReconstructionMessages(to_input, to_bias, to_coeffs, filter_sum, to_filters)

@@ -10,8 +10,10 @@ An upsample layer ties z_ℓ (fine) to new coarse variables u_ℓ (prior N(0, σ
 input of the next conv layer.  The pixels have a robust observation factor N(y, σ_pix²).
 
 One iteration visits the layers [0, 1, …, L−1, L−2, …, 1] (forward then backward sweep, doc §2.5).
-A conv visit: cavities → rank-1 messages of all its factors (damped; dropout on per-edge
-messages; the summed filter messages get the law-of-large-numbers equivalent β_eff = p + (1−p)β)
+A conv visit: cavities → rank-1 messages of all its factors (damped; dropout decided once per
+factor for all its outgoing messages, i.e. asynchronous factor updates, 36× fewer random draws
+than per edge; the summed filter messages get the law-of-large-numbers equivalent
+β_eff = p + (1−p)β)
 → for layer 0 the robust pixel-observation message → marginals.  Factors are linearised at the
 current means at every visit, except the very first visit of a frame, which uses the random init
 (coefficients N(0, init_std²), upsampled to the fine grid below an upsample layer as in the
@@ -248,7 +250,6 @@ class DeepDenoiser:
         # cavities (variable→factor messages)
         z_win = Gaussian(windows(pad_coeffs(z_marg.eta, layer.kernel), layer.kernel, h, w)[:, :, :, None],
                          windows(pad_coeffs(z_marg.lam, layer.kernel, PAD_PRECISION), layer.kernel, h, w)[:, :, :, None])
-        valid = windows(pad_coeffs(tf.ones((1, *z0.shape[1:3], 1)), layer.kernel), layer.kernel, h, w)[:, :, :, None]
         coeff_cavity = z_win - conv["to_coeffs"]
         input_cavity = x_marg - conv["to_input"]
         bias_cavity = b_marg - conv["to_bias"]
@@ -256,16 +257,20 @@ class DeepDenoiser:
         if config.exact_filter_messages:
             w_edge = self._filters_per_edge(w_marg, layer)
             filter_cavity = Gaussian(w_edge.eta, w_edge.lam) - conv["to_filters"]
-        new = factor.messages(linear, z0_padded, valid, w0, input_cavity, bias_cavity, coeff_cavity, filter_cavity)
+        new = factor.messages(linear, z0_padded, w0, input_cavity, bias_cavity, coeff_cavity, filter_cavity)
 
-        def write(old, msg, edge_id, dropout=config.dropout, damping=config.damping):
-            return damped_update(old, msg, damping, dropout, edge_seed(config.seed, 10 * i + edge_id, counter), first)
+        def write(old, msg, edge_id, per_factor=True):
+            # one dropout decision per factor for all its outgoing messages (asynchronous factor
+            # updates); the same seed for every edge family of the layer makes it the same mask
+            mask = tf.concat([tf.shape(x0), tf.ones([tf.rank(msg.eta) - 4], tf.int32)], 0) if per_factor else None
+            return damped_update(old, msg, config.damping, config.dropout,
+                                 edge_seed(config.seed, 10 * i + edge_id, counter), first, mask)
 
         conv["to_coeffs"] = write(conv["to_coeffs"], new.to_coeffs, 0)
-        conv["to_input"] = write(conv["to_input"], new.to_input, 1)
-        conv["to_bias"] = write(conv["to_bias"], new.to_bias, 2)
+        conv["to_input"] = write(conv["to_input"], new.to_input, 0)
+        conv["to_bias"] = write(conv["to_bias"], new.to_bias, 0)
         if config.exact_filter_messages:
-            conv["to_filters"] = write(conv["to_filters"], new.to_filters, 3)
+            conv["to_filters"] = write(conv["to_filters"], new.to_filters, 0)
             conv["filter_sum"] = Gaussian(*(tf.reduce_sum(t, axis=[0, 1, 2]) for t in conv["to_filters"]))
             conv["filter_sum"] = self._edge_sum_to_filters(conv["filter_sum"], layer)
         else:
@@ -278,7 +283,7 @@ class DeepDenoiser:
         if i == 0:
             observed = pixel_observation_message(state["noisy"], x_marg.mean, config.pixel_sigma,
                                                  config.pixel_n_rob, config.robust_kind)
-            state["observation"] = write(state["observation"], observed, 4)
+            state["observation"] = write(state["observation"], observed, 4, per_factor=False)
         return state
 
     @staticmethod
