@@ -9,10 +9,12 @@ takes the square root itself. The reference stores a standard deviation for BP/B
 variance elsewhere; here it is always the variance.
 
 All functions are elementwise and dtype-generic (float32 in training, float64 in the tests).
-The tails are computed through ``tfp.math.erfcx`` so that nothing overflows or hits
-``atanh(+-1)``: for ``a = |x|`` we use ``H(a) = erfcx(a/sqrt2) e^{-a^2/2} / 2`` and
-``H(-a) = 1 - H(a)`` (no cancellation since ``H(a) <= 1/2``); one ``erfcx`` call per element
-gives ``log H(x)``, ``log H(-x)``, ``GH(x)`` and ``GH(-x)`` together.
+Nothing overflows or hits ``atanh(+-1)``: for ``a = |x|``, ``H(a) = erfcx(a/sqrt2) e^{-a^2/2}/2``
+and ``H(-a) = 1 - H(a)`` (no cancellation since ``H(a) <= 1/2``), so one ``tfp.math.erfcx`` call
+gives ``log H(+-x)`` and ``GH(+-x)`` (``_tails``; used on (M, K) tensors). The channel's ``g``,
+which BP/BPI evaluate on every (M, K, N) cavity, uses the reference's factorised form with a
+cheaper erfcx (native erfc below the underflow range, asymptotic series above; relative error
+< 5e-6 in float32, < 2e-13 in float64 against ``tfp.math.erfcx``).
 """
 
 from __future__ import annotations
@@ -119,10 +121,10 @@ def _exp_half_sq_and_erfcx(x):
     cap, x_asym = (700.0, 30.0) if f64 else (80.0, 8.0)
     q = tf.exp(tf.minimum(0.5 * tf.square(x), cap))
     direct = q * tf.math.erfc(x * _INV_SQRT2)
-    xa = tf.maximum(x, x_asym)
-    w = 1.0 / tf.square(xa)
+    inv = 1.0 / tf.maximum(x, x_asym)
+    w = tf.square(inv)
     series = 1.0 + w * (-1.0 + w * (3.0 + w * (-15.0 + w * (105.0 + w * (-945.0 + w * 10395.0)))))
-    asym = (2.0 * _INV_SQRT2PI) * series / xa
+    asym = (2.0 * _INV_SQRT2PI) * series * inv
     return q, tf.where(x < x_asym, direct, asym)
 
 
@@ -133,12 +135,15 @@ def sign_g_from_terms(sgn, t, c, omega, var):
     ``g = sign(b) 2t G(x) / (s [c + 2t H(x)])``, multiplied through by ``sqrt(2 pi) e^{x^2/2}``:
     ``g = sign(b) sqrt(2/pi) t / (s [c e^{x^2/2} + t erfcx(x/sqrt 2)])``.
     Both denominator terms are >= 0 (no cancellation); ``e^{x^2/2}`` is capped below overflow,
-    where that term already makes ``g`` negligible. One exp and one erfc per element.
+    where that term already makes ``g`` negligible. The factors that do not depend on
+    ``omega`` are formed first, so that on a broadcast (M, K, N) ``omega`` each element costs
+    one exp, one erfc and one division.
     """
-    s = tf.sqrt(var)
-    x = -sgn * omega / s
+    inv_s = tf.math.rsqrt(var)
+    num = sgn * (2.0 * _INV_SQRT2PI) * t * inv_s
+    x = omega * (-sgn * inv_s)
     q, e = _exp_half_sq_and_erfcx(x)
-    return sgn * (2.0 * _INV_SQRT2PI) * t / (s * (c * q + t * e))
+    return num / (c * q + t * e)
 
 
 def sign_channel(b, omega, var):
