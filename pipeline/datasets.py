@@ -17,6 +17,7 @@ Every user-fixable problem raises ``PipelineError`` with a one-line message.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import zipfile
@@ -39,13 +40,16 @@ _SUBDIRS = {"mnist": ("mnist",), "fashion_mnist": ("fashion_mnist", "fashion-mni
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images uint8 (N, 28, 28) and integer labels 0..9 (N,), for training and test."""
+    """Images uint8 (N, 28, 28) and labels uint8 0..9 (N,), for training and test.
 
-    name: str
+    ``name`` is the dataset ("mnist"/"fashion_mnist"), ``source`` the file or folder it came from.
+    """
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    name: str = ""
     source: str = ""
 
 
@@ -91,9 +95,7 @@ def train_subset(ds: ImageDataset, n: int | None, seed: int) -> ImageDataset:
     if n > total:
         raise PipelineError(f"train size {n} exceeds the {total} training examples of {ds.name}")
     idx = np.random.default_rng(seed).permutation(total)[:n]
-    return ImageDataset(
-        ds.name, ds.x_train[idx], ds.y_train[idx], ds.x_test, ds.y_test, ds.source
-    )
+    return dataclasses.replace(ds, x_train=ds.x_train[idx], y_train=ds.y_train[idx])
 
 
 # --- sources -----------------------------------------------------------------------------------
@@ -184,7 +186,7 @@ def _validated(name: str, arrays: dict, source: str) -> ImageDataset:
         arrays[f"y_{split}"] = y.astype(np.uint8, copy=False)
     if len(arrays["x_train"]) == 0:
         raise PipelineError(f"{source}: the training set is empty")
-    return ImageDataset(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], source)
+    return ImageDataset(**{k: arrays[k] for k in IDX_FILES}, name=name, source=source)
 
 
 def _keras_load(name: str):

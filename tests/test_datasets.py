@@ -160,7 +160,7 @@ def test_corrupt_idx_files(tmp_path):
 
 
 def test_train_subset_is_a_seeded_prefix_of_a_shuffle():
-    ds = ImageDataset("mnist", *_arrays(n_train=50).values())
+    ds = ImageDataset(**_arrays(n_train=50), name="mnist")
     a, b, c = train_subset(ds, 10, 3), train_subset(ds, 10, 3), train_subset(ds, 10, 4)
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.array_equal(a.x_train, c.x_train)
@@ -179,5 +179,6 @@ def test_shared_mnist():
     if not (folder / "mnist.npz").is_file():
         pytest.skip(f"{folder} not present")
     ds = load_dataset("mnist", DATA)
+    assert ds.name == "mnist" and ds.source.endswith("mnist.npz")
     assert ds.x_train.shape == (60000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
     assert ds.y_train.shape == (60000,) and set(np.unique(ds.y_test)) == set(range(10))
