@@ -56,7 +56,8 @@ def denoise(
                              carry=not no_carry, prior_from=prior_from)
     device_name = select_device(device)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False) as progress:
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as progress:
         tasks: dict[str, int] = {}
 
         def on_frame(method: str, done: int, total: int) -> None:
@@ -105,19 +106,24 @@ def ui(
 @app.command()
 def bench(
     sizes: str = typer.Option("258x454,129x227", help="Comma list of HEIGHTxWIDTH frame sizes (3 channels)."),
-    model: str = typer.Option("pairwise", "--model", "-m", help="Comma list of GBP methods."),
-    iterations: int = typer.Option(30, help="Timed iterations per configuration (after a warm-up frame)."),
+    model: str = typer.Option("pairwise,single_layer,five_layer", "--model", "-m", help="Comma list of GBP methods."),
+    iterations: int = typer.Option(20, help="Timed iterations per configuration (after a warm-up frame)."),
+    compilers: str = typer.Option("xla,plain", help="xla, plain (tf.function) or both."),
 ) -> None:
     """Seconds per GBP iteration and peak resident memory, one fresh process per configuration."""
     from pipeline.bench import run_benchmarks
 
-    rows = run_benchmarks(model, sizes, iterations)
+    chosen = tuple(c.strip() for c in compilers.split(","))
+    if not chosen or not set(chosen) <= {"xla", "plain"}:
+        raise PipelineError(f"--compilers takes xla and/or plain, got {compilers!r}")
+    rows = run_benchmarks(model, sizes, iterations, chosen)
     table = Table(title="GBP benchmark (steady state, one frame of the given size)")
-    for column in ("method", "frame", "compiler", "s / iteration", "peak RSS (GB)", "MB moved / iteration"):
+    for column in ("method", "frame", "compiler", "s / iteration", "CPU s / iteration", "peak RSS (GB)",
+                   "MB moved / iteration"):
         table.add_column(column)
     for r in rows:
         table.add_row(r["method"], r["frame"], r["compiler"], f"{r['seconds_per_iteration']:.4f}",
-                      f"{r['peak_rss_gb']:.2f}", f"{r['mb_per_iteration']:.0f}")
+                      f"{r['cpu_seconds_per_iteration']:.4f}", f"{r['peak_rss_gb']:.2f}", f"{r['mb_per_iteration']:.0f}")
     out.print(table)
 
 

@@ -150,3 +150,35 @@ def test_paper_protocol_on_bear(shared_data, tmp_path, tracking_uri, capsys):
             for m in ("pairwise", "median3")}
     assert psnr["pairwise"][5] >= 30.8
     assert psnr["pairwise"][5] >= psnr["median3"][5] + 2.0
+
+
+def test_learned_model_saves_posteriors_and_a_new_video_can_start_from_them(tmp_path, tracking_uri, capsys):
+    common = ["--model", "single_layer", "--frames", 2, "--iterations", 8, "--height", 40,
+              "--tracking-uri", tracking_uri]
+    code, _, stderr = run_cli(["denoise", *common, "--experiment", "first", "--output", tmp_path / "a.mp4"], capsys)
+    assert code == 0, stderr
+    client, runs = runs_by_method(tracking_uri, "first")
+    run = runs["single_layer"]
+    saved = [a.path for a in client.list_artifacts(run.info.run_id, "posterior")]
+    assert saved == ["posterior/frame_00000.npz", "posterior/frame_00001.npz"]
+    assert {"filters", "uncertainty"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.params["carry.alpha"] == "0.5"
+
+    # start a new video from that run's last posterior: by run id and by file
+    code, _, stderr = run_cli(["denoise", *common, "--experiment", "second", "--prior-from", run.info.run_id,
+                               "--output", tmp_path / "b.mp4"], capsys)
+    assert code == 0, stderr
+    npz = client.download_artifacts(run.info.run_id, "posterior/frame_00001.npz", str(tmp_path))
+    code, _, stderr = run_cli(["denoise", *common, "--experiment", "third", "--prior-from", npz, "--no-carry",
+                               "--output", tmp_path / "c.mp4"], capsys)
+    assert code == 0, stderr
+    _, third = runs_by_method(tracking_uri, "third")
+    assert third["single_layer"].data.params["carry.enabled"] == "False"
+
+    # a posterior of another model does not fit
+    code, _, stderr = run_cli(["denoise", *common, "--model", "five_layer", "--experiment", "bad",
+                               "--prior-from", npz, "--output", tmp_path / "d.mp4"], capsys)
+    assert code == 2 and stderr.startswith("error: the posterior in") and len(stderr.strip().splitlines()) == 1
+    code, _, stderr = run_cli(["denoise", *common, "--model", "median3", "--prior-from", npz,
+                               "--output", tmp_path / "e.mp4"], capsys)
+    assert code == 2 and "--prior-from needs a learned model" in stderr

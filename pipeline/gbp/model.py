@@ -49,11 +49,10 @@ class Denoiser:
     def __init__(self, model: DenoisingModel, jit: bool = False):
         self.model = model
         self._run = compile_loop(model.step, jit=jit)
-        self._init = tf.function(model.initial_state, reduce_retracing=True)
 
     def denoise(self, noisy: tf.Tensor, iterations: int,
                 prior: ParameterPosterior | None = None) -> FrameResult:
-        state = self._init(noisy, prior)
+        state = self.model.initial_state(noisy, prior)  # once per frame: eager is fine
         start = time.perf_counter()
         state = self._run(state, tf.constant(0), tf.constant(iterations))
         marginal = self.model.pixel_marginal(state)
