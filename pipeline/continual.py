@@ -256,8 +256,6 @@ def _eval_points(n: int, eval_every: int | None) -> set[int]:
 
 
 def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, req, on_progress):
-    import tensorflow as tf
-
     from pipeline.gbp.filtering import carry_posterior
     from pipeline.gbp.models.classifier import GBPClassifier
     from stages.ingest_dataset import as_images, minibatches
@@ -307,7 +305,6 @@ def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, 
             outcome.seconds_per_iteration = train_seconds / train_iterations
         if test_timing["iterations"]:
             outcome.seconds_per_test_iteration = test_timing["seconds"] / test_timing["iterations"]
-    del tf
 
 
 def _evaluate_gbp(model, posterior, data, config: GBPContinualConfig, seed: int, timing: dict) -> dict:

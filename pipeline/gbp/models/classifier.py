@@ -19,10 +19,14 @@ are relinearised at the new means.  The first update of every message in a batch
 
 Messages to shared parameters (W, β₁, V, β₂) and to the dense inputs are summed over the
 factors that share the variable and stored only as that sum (see factors.feedforward_conv and
-factors.dense; the incoming message of such a variable is its marginal).  Damping and dropout
-of such a sum of N ≫ 1 independently masked messages equal, by the law of large numbers, a
-deterministic damping with β_eff = p + (1 − p)·β, which is what is applied to the parameter sums.
-Per-example messages (to z, p, y) are stored per element and exact.
+factors.dense; the incoming message of such a variable is its marginal).  A parameter sum is
+damped deterministically with ``parameter_damping`` (default: β) and not dropped out: dropout
+makes single factor updates asynchronous, which has no per-factor meaning for a stored sum
+(its expectation would be β_eff = p + (1 − p)·β; measured on 200 MNIST examples × 50
+iterations, β gave 77.2 % test accuracy, β_eff 75.1 %, the per-factor reference scheme of
+classifier_exact.py 78.7 %).  Per-example messages (to z, p, y) are stored per element and exact,
+and are damped and dropped out; without dropout (p = 0) the per-example messages oscillate and
+learning collapses (8.5 %).
 
 Every batch starts from the carried parameter prior; all linearisation points start at the
 deterministic forward pass through the prior means (conv included, see filtering.py), all
@@ -74,6 +78,7 @@ class ClassifierConfig:
     dense_random_prior_mean: bool = False
     damping: float = 0.9
     dropout: float = 0.5
+    parameter_damping: float | None = None  # damping of the summed parameter messages (None: damping)
     series_terms: int = 4
     seed: int = 0
     jit: Literal["none", "loop", "layers"] = "layers"  # XLA: none, the whole loop, or each layer visit
@@ -81,6 +86,8 @@ class ClassifierConfig:
 
     def __post_init__(self):
         check_message_schedule(self.damping, self.dropout)
+        if self.parameter_damping is not None:
+            check_message_schedule(self.parameter_damping, 0.0)
         for name in ("conv_sigma", "pool_sigma", "dense_sigma", "softmax_sigma", "conv_weight_prior_sigma",
                      "conv_bias_prior_sigma", "conv_coeff_prior_sigma", "pool_coeff_prior_sigma",
                      "dense_weight_prior_sigma", "dense_bias_prior_sigma", "logit_prior_sigma"):
@@ -121,7 +128,7 @@ class GBPClassifier:
         self.pool = MaxPoolFactor(c.pool_sigma)
         self.dense = DenseFactor(c.dense_sigma, c.series_terms)
         self.softmax = SoftmaxClassObservation(c.softmax_sigma)
-        self.shared_damping = c.dropout + (1.0 - c.dropout) * c.damping
+        self.shared_damping = c.damping if c.parameter_damping is None else c.parameter_damping
         if c.jit == "layers":  # XLA-fuse each visit's elementwise work; the loop stays plain
             self._visit_conv = tf.function(self._visit_conv, jit_compile=True)
             self._visit_pool = tf.function(self._visit_pool, jit_compile=True)
