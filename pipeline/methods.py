@@ -18,20 +18,23 @@ DEFAULT_METHOD = "pairwise"
 
 
 @dataclass(frozen=True)
-class PairwiseMethod:
-    """GBP with the robust pairwise smoother (no learned parameters)."""
+class GBPMethod:
+    """What every GBP method has: iterations per frame and the compiler of its loop."""
 
-    method: Literal["pairwise"] = "pairwise"
     iterations: int = 200
     xla: bool = True
-    graph: PairwiseSmootherConfig = field(default_factory=PairwiseSmootherConfig)
+    is_gbp = True
 
     def __post_init__(self):
         require(self.iterations >= 1, f"iterations must be ≥ 1, got {self.iterations}")
 
-    @property
-    def is_gbp(self) -> bool:
-        return True
+
+@dataclass(frozen=True)
+class PairwiseMethod(GBPMethod):
+    """GBP with the robust pairwise smoother (no learned parameters)."""
+
+    method: Literal["pairwise"] = "pairwise"
+    graph: PairwiseSmootherConfig = field(default_factory=PairwiseSmootherConfig)
 
 
 @dataclass(frozen=True)
@@ -49,21 +52,13 @@ class CarryConfig:
 
 
 @dataclass(frozen=True)
-class DeepMethod:
+class DeepMethod(GBPMethod):
     """GBP in a learned deep factor graph (transposed-conv reconstruction layers)."""
 
     method: Literal["deep"] = "deep"
     iterations: int = 300
-    xla: bool = True
     carry: CarryConfig = field(default_factory=CarryConfig)
     graph: DeepDenoiserConfig = field(default_factory=DeepDenoiserConfig)
-
-    def __post_init__(self):
-        require(self.iterations >= 1, f"iterations must be ≥ 1, got {self.iterations}")
-
-    @property
-    def is_gbp(self) -> bool:
-        return True
 
 
 @dataclass(frozen=True)
@@ -73,13 +68,11 @@ class MedianMethod:
     method: Literal["median"] = "median"
     kernel: int = 3
 
+    is_gbp = False
+
     def __post_init__(self):
         require(self.kernel >= 3 and self.kernel % 2 == 1,
                 f"median kernel must be odd and ≥ 3, got {self.kernel}")
-
-    @property
-    def is_gbp(self) -> bool:
-        return False
 
 
 MethodConfig = Union[PairwiseMethod, DeepMethod, MedianMethod]
