@@ -81,7 +81,7 @@ class ClassifierConfig:
     parameter_damping: float | None = None  # damping of the summed parameter messages (None: damping)
     series_terms: int = 4
     seed: int = 0
-    jit: Literal["none", "loop", "layers"] = "layers"  # XLA: none, the whole loop, or each layer visit
+    jit: Literal["none", "loop", "layers"] = "loop"  # XLA: none, the whole loop, or each layer visit
     dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self):
