@@ -34,7 +34,7 @@ class DenoiseRequest:
     """Everything a user chose for one run (CLI flags, already parsed)."""
 
     input: Path | None = None  # None: the embedded sample, corrupted with impulse:0.1
-    methods: str = DEFAULT_METHOD
+    methods: str | None = None  # None: DEFAULT_METHOD
     output: Path | None = None
     height: int | None = None
     width: int | None = None
@@ -112,7 +112,7 @@ def output_path(req: DenoiseRequest, source: FrameSource, method: str, several: 
 
 def _resolved_methods(req: DenoiseRequest):
     configs = {}
-    for name in parse_method_list(req.methods):
+    for name in parse_method_list(req.methods or DEFAULT_METHOD):
         config = load_method(name)
         if config.is_gbp and req.iterations is not None:
             if req.iterations < 1:

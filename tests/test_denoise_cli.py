@@ -34,7 +34,7 @@ def test_embedded_demo_logs_parent_and_child_runs(tmp_path, tracking_uri, capsys
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"video", "previews", "config"} <= artifacts
         video = read_video(tmp_path / f"out.{name}.mp4")
-        assert len(video.frames) == 2 and video.frames[0].shape == (129, 227, 3)
+        assert len(video.frames) == 2 and video.frames[0].shape == (258, 454, 3)
     pairwise, median = runs["pairwise"].data, runs["median3"].data
     assert pairwise.params["graph.smoothness_sigma"] == "1.3"
     assert "seconds_per_iteration" in pairwise.metrics
@@ -57,7 +57,7 @@ def test_single_method_run_has_no_parent_and_default_output_next_to_input(tmp_pa
     assert list(runs) == ["median5"] and "mlflow.parentRunId" not in runs["median5"].data.tags
     assert "psnr" not in runs["median5"].data.metrics  # --noise none and no --reference
     out = read_video(tmp_path / "clip.denoised.mp4")
-    assert out.frames[0].shape == (round(129 * 100 / 227), 100, 3)
+    assert out.frames[0].shape == (round(258 * 100 / 454), 100, 3)
 
 
 def test_reference_gives_psnr_for_an_already_noisy_input(tmp_path, tracking_uri, capsys):
