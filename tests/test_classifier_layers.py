@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from pipeline.gbp.factors.dense import DenseFactor
-from pipeline.gbp.factors.feedforward_conv import FeedforwardConvFactor, extract_patches, leaky_relu
+from pipeline.gbp.factors.activations import leaky_relu
+from pipeline.gbp.factors.feedforward_conv import FeedforwardConvFactor, extract_patches
 from pipeline.gbp.factors.max_pool import MaxPoolFactor, from_windows, to_windows
 from pipeline.gbp.factors.softmax_class_observation import SoftmaxClassObservation
 from pipeline.gbp.filtering import carry_posterior

@@ -38,17 +38,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from pipeline.gbp.factors.activations import leaky_relu, leaky_relu_derivative
 from pipeline.gbp.gaussian import Gaussian
-
-
-def leaky_relu(a: tf.Tensor, slope: float) -> tf.Tensor:
-    """g(a) = max(a, α·a) for α ≤ 1 (α = 1: identity)."""
-    return tf.where(a > 0, a, slope * a)
-
-
-def leaky_relu_derivative(a: tf.Tensor, slope: float) -> tf.Tensor:
-    """g′(a) = 1 for a > 0 else α."""
-    return tf.where(a > 0, tf.ones_like(a), slope * tf.ones_like(a))
 
 
 class ConvMessages(NamedTuple):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.gbp.factors.feedforward_conv import leaky_relu, leaky_relu_derivative
+from pipeline.gbp.factors.activations import leaky_relu, leaky_relu_derivative
 from pipeline.gbp.gaussian import Gaussian
 from pipeline.gbp.messages import rank1_factor_to_variable
 from pipeline.gbp.models.classifier import GBPClassifier, _with_prior
