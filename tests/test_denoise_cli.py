@@ -112,12 +112,12 @@ def test_bad_input_is_one_line_error_and_exit_2(args, message, tmp_path, trackin
 
 def test_ctrl_c_marks_run_killed_and_keeps_finished_frames(tmp_path, tracking_uri):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "denoise", "--iterations", "1500",
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "denoise", "--model", "pairwise", "--iterations", "600",
                              "--tracking-uri", tracking_uri, "--output", str(tmp_path / "o.mp4"),
                              "--experiment", "interrupt"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(tracking_uri=tracking_uri)
-    deadline = time.time() + 240
+    deadline = time.time() + 400
     done = []
     while time.time() < deadline and proc.poll() is None:
         exp = client.get_experiment_by_name("interrupt") if Path(tracking_uri[10:]).exists() else None
