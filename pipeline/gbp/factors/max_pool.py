@@ -21,6 +21,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from pipeline.gbp.gaussian import Gaussian
+from pipeline.gbp.robust import check_positive
 
 
 def to_windows(x: tf.Tensor) -> tf.Tensor:
@@ -55,8 +56,7 @@ class MaxPoolFactor:
     sigma: float
 
     def __post_init__(self):
-        if self.sigma <= 0:
-            raise ValueError(f"max-pool factor sigma must be > 0, got {self.sigma}")
+        check_positive(sigma=self.sigma)
 
     def forward(self, z_windows: tf.Tensor) -> tf.Tensor:
         return tf.reduce_max(z_windows, axis=-2)

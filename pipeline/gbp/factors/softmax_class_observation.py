@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from pipeline.gbp.gaussian import Gaussian
+from pipeline.gbp.robust import check_positive
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,7 @@ class SoftmaxClassObservation:
     sigma: float
 
     def __post_init__(self):
-        if self.sigma <= 0:
-            raise ValueError(f"softmax observation sigma must be > 0, got {self.sigma}")
+        check_positive(sigma=self.sigma)
 
     def linearise(self, f_lin: tf.Tensor, onehot: tf.Tensor):
         """(η_f (B, C), Λ_f (B, C, C)) in float64."""

@@ -74,6 +74,13 @@ def filter_correlation(per_factor: tf.Tensor, z_padded: tf.Tensor, kernel: int) 
     return tf.reshape(summed, [kernel, kernel, tf.shape(per_factor)[3], tf.shape(z_padded)[3]])
 
 
+def filters_per_window(filters: tf.Tensor) -> tf.Tensor:
+    """(k, k, C, F) → (1, 1, 1, C, K, F): the filter entry each window edge multiplies."""
+    k, channels = filters.shape[0], filters.shape[2]
+    return tf.reshape(tf.transpose(tf.reshape(filters, [k * k, channels, -1]), [1, 0, 2]),
+                      [1, 1, 1, channels, k * k, -1])
+
+
 class Linearisation(NamedTuple):
     """Per-factor quantities (B, H, W, C) at the linearisation point."""
 
@@ -135,11 +142,9 @@ class TransposedConvReconstruction:
         """
         kernel, r, scale = self.kernel, lin.r, lin.scale
         h, w = tf.shape(r)[1], tf.shape(r)[2]
-        channels = tf.shape(r)[3]
         scale6 = scale[..., None, None]
         # coefficients: j = scale · W₀[dy,dx,c,f], arranged (1,1,1,C,K,F)
-        w6 = tf.reshape(tf.transpose(tf.reshape(filters0, [kernel * kernel, channels, -1]), [1, 0, 2]),
-                        [1, 1, 1, channels, kernel * kernel, -1])
+        w6 = filters_per_window(filters0)
         inv_z = 1.0 / coeff_cavity.lam
         w2_inv = w6 * w6 * inv_z
         w_m = w6 * coeff_cavity.eta * inv_z

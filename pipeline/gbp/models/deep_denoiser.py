@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from pipeline.gbp.factors.pixel_observation import pixel_observation_message
 from pipeline.gbp.factors.transposed_conv_reconstruction import (
-    PAD_PRECISION, TransposedConvReconstruction, pad_coeffs, scatter_windows, windows)
+    PAD_PRECISION, TransposedConvReconstruction, filters_per_window, pad_coeffs, scatter_windows, windows)
 from pipeline.gbp.factors.upsample import block_sum, coarse_size, upsample_messages, upsample_nearest
 from pipeline.gbp.gaussian import Gaussian
 from pipeline.gbp.loop import edge_seed
@@ -255,8 +255,7 @@ class DeepDenoiser:
         bias_cavity = b_marg - conv["to_bias"]
         filter_cavity = w_marg
         if config.exact_filter_messages:
-            w_edge = self._filters_per_edge(w_marg, layer)
-            filter_cavity = Gaussian(w_edge.eta, w_edge.lam) - conv["to_filters"]
+            filter_cavity = Gaussian(filters_per_window(w_marg.eta), filters_per_window(w_marg.lam)) - conv["to_filters"]
         new = factor.messages(linear, z0_padded, w0, input_cavity, bias_cavity, coeff_cavity, filter_cavity)
 
         def write(old, msg, edge_id, per_factor=True):
@@ -285,15 +284,6 @@ class DeepDenoiser:
                                                  config.pixel_n_rob, config.robust_kind)
             state["observation"] = write(state["observation"], observed, 4, per_factor=False)
         return state
-
-    @staticmethod
-    def _filters_per_edge(w_marg: Gaussian, layer) -> Gaussian:
-        """(k,k,C,F) → (1,1,1,C,K,F), broadcast to every factor (exact scheme)."""
-        def arrange(t):
-            k2 = layer.kernel**2
-            c = t.shape[2]
-            return tf.reshape(tf.transpose(tf.reshape(t, [k2, c, -1]), [1, 0, 2]), [1, 1, 1, c, k2, -1])
-        return Gaussian(arrange(w_marg.eta), arrange(w_marg.lam))
 
     @staticmethod
     def _edge_sum_to_filters(summed: Gaussian, layer) -> Gaussian:
