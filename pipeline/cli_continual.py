@@ -30,14 +30,16 @@ def continual(
     prior_from: Optional[str] = typer.Option(None, help="Start GBP from a saved parameter posterior: a posterior.npz path or an MLflow run id."),
     hidden: Optional[str] = typer.Option(None, help="bp/amp/mf: hidden widths, e.g. 501,501."),
     task: Optional[str] = typer.Option(None, help="bp/amp/mf: 10class or 2class (odd vs even)."),
-    mp_epochs: Optional[int] = typer.Option(None, help="bp/amp/mf: epochs (default from configs/baselines/binary_mp.yaml)."),
+    epochs: Optional[int] = typer.Option(None, help="bp/amp/mf: passes over the training set (default 1 = the continual single pass, "
+                                         "from configs/baselines/binary_mp.yaml; the paper's protocol is 100). gbp and cnn always "
+                                         "learn in one pass and linear keeps its config's epochs, so --epochs needs bp, amp or mf."),
 ) -> None:
     """Learn a classifier in one pass, minibatch by minibatch; log test accuracy, NLL and timings to MLflow."""
     from pipeline.continual import ContinualRequest, run_continual
     from pipeline.device import select_device
 
     request = ContinualRequest(dataset, method, train_size, test_size, eval_every, seed, data_dir, tracking_uri,
-                               experiment, iterations, test_iterations, config, prior_from, hidden, task, mp_epochs)
+                               experiment, iterations, test_iterations, config, prior_from, hidden, task, epochs)
     device_name = select_device(device)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=False)

@@ -80,7 +80,7 @@ class ContinualRequest:
     prior_from: str | None = None  # posterior.npz path or MLflow run id
     hidden: str | None = None  # bp/amp/mf hidden widths "501,501"
     task: str | None = None  # bp/amp/mf 10class | 2class
-    mp_epochs: int | None = None  # bp/amp/mf epochs
+    epochs: int | None = None  # bp/amp/mf passes over the training set (gbp/cnn: one pass; linear: its config)
 
 
 @dataclass
@@ -132,7 +132,26 @@ def load_baseline_config(name: str):
     return from_dict({"linear": LinearConfig, "cnn": CNNConfig}[name], data, origin)
 
 
+MP_METHODS = ("bp", "amp", "mf")
+
+
+def _check_message_passing_options(req: ContinualRequest, names: list[str]) -> None:
+    """--epochs/--hidden/--task configure only bp/amp/mf: reject them (and bad epochs) otherwise.
+
+    gbp and cnn are continual learners that see every example once; linear is a several-epoch
+    reference whose epochs live in configs/continual/linear.yaml.
+    """
+    given = [flag for flag, value in (("--epochs", req.epochs), ("--hidden", req.hidden), ("--task", req.task))
+             if value is not None]
+    if given and not any(n in MP_METHODS for n in names):
+        raise PipelineError(f"{given[0]} applies only to bp, amp and mf (gbp and cnn learn in one pass, linear "
+                            f"takes its epochs from configs/continual/linear.yaml); add one of them to --method")
+    if req.epochs is not None:
+        require(req.epochs >= 1, f"--epochs must be ≥ 1, got {req.epochs}")
+
+
 def _resolve_configs(req: ContinualRequest, names: list[str]) -> dict:
+    _check_message_passing_options(req, names)
     configs = {}
     for name in names:
         if name == "gbp":
@@ -155,7 +174,7 @@ def _resolve_configs(req: ContinualRequest, names: list[str]) -> dict:
                     hidden = [int(h) for h in req.hidden.split(",") if h.strip()]
                 except ValueError:
                     raise PipelineError(f"--hidden takes a comma list of widths, got {req.hidden!r}") from None
-            configs[name] = load_config(name, hidden=hidden, task=req.task, epochs=req.mp_epochs, seed=req.seed)
+            configs[name] = load_config(name, hidden=hidden, task=req.task, epochs=req.epochs, seed=req.seed)
     return configs
 
 

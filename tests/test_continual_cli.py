@@ -87,3 +87,40 @@ def test_unknown_dataset_and_missing_data_dir(tmp_path, tracking_uri, capsys):
     code, _, stderr = run_cli(["continual", "mnist", "--data-dir", tmp_path / "nope", "--tracking-uri", tracking_uri],
                               capsys)
     assert code == 2 and "does not exist" in stderr and stderr.strip().count("\n") == 0
+
+
+def test_message_passing_baselines_run_as_child_runs_with_epochs(tracking_uri, mnist_dir, capsys):
+    code, stdout, stderr = run_cli(["continual", "mnist", "--method", "bp,amp,mf", "--train-size", 512,
+                                    "--test-size", 300, "--hidden", "31", "--epochs", 2, "--seed", 1,
+                                    "--data-dir", mnist_dir, "--tracking-uri", tracking_uri,
+                                    "--experiment", "mp"], capsys)
+    assert code == 0, stderr
+    client, runs = runs_by_method(tracking_uri, "mp")
+    assert set(runs) == {"bp,amp,mf", "bp", "amp", "mf"}
+    parent = runs["bp,amp,mf"].info.run_id
+    for name in ("bp", "amp", "mf"):
+        run = runs[name]
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent
+        # one record per epoch (--epochs 2), step = training examples seen (4 batches of 128 per epoch)
+        for key in ("test_accuracy", "test_accuracy_bayes", "train_accuracy", "seconds_per_epoch"):
+            history = client.get_metric_history(run.info.run_id, key)
+            assert [m.step for m in history] == [512, 1024], (name, key)
+        for key in ("test_accuracy", "test_accuracy_bayes", "train_accuracy"):
+            assert 0.3 < run.data.metrics[key] <= 1.0, (name, key, run.data.metrics)
+        assert run.data.params["epochs"] == "2" and run.data.params["hidden"] in ("[31]", "(31,)")
+        assert f"{name} test_accuracy=" in stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "amp", "--epochs", "0"], "--epochs must be ≥ 1, got 0"),
+    (["--method", "gbp,cnn", "--epochs", "3"], "--epochs applies only to bp, amp and mf"),
+    (["--method", "linear", "--task", "2class"], "--task applies only to bp, amp and mf"),
+    (["--method", "mf", "--task", "3class"], "unknown task '3class'"),
+    (["--method", "mf", "--hidden", "5,x"], "--hidden takes a comma list"),
+])
+def test_bad_message_passing_options_are_one_line_errors(args, message, tracking_uri, mnist_dir, capsys):
+    code, _, stderr = run_cli(["continual", "mnist", "--train-size", 256, *args, "--data-dir", mnist_dir,
+                               "--tracking-uri", tracking_uri], capsys)
+    assert code == 2
+    assert stderr.startswith("error: ") and stderr.strip().count("\n") == 0, stderr
+    assert message in stderr
