@@ -21,6 +21,7 @@ from pipeline.baselines.binary_mp import (
     load_config,
     train_binary_mp,
 )
+from pipeline.baselines.binary_mp import layers as layers_mod
 from pipeline.baselines.binary_mp import scalar_functions as sf
 from pipeline.baselines.binary_mp.learner import DEFAULT_CONFIG_PATH
 from pipeline.errors import PipelineError
@@ -288,6 +289,24 @@ def test_bp_with_one_iteration_equals_bpi(task):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
     for a, b in zip(nets[0].m, nets[1].m):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("batch, jit", [(13, True), (24, True), (24, False)])
+def test_blocked_bpi_cavity_loop_equals_the_whole_tensor(batch, jit):
+    """BPI's (M, K, N) cavity reduced in blocks of examples gives the same B and Hin as at once."""
+    rng = np.random.default_rng(batch)
+    k, n = 7, 11
+    m = tf.constant(np.tanh(rng.standard_normal((k, n))), tf.float32)
+    xh = tf.constant(rng.uniform(-1, 1, (batch, n)), tf.float32)
+    btop = tf.constant(3 * rng.standard_normal((batch, k)), tf.float32)
+    omega = tf.matmul(xh, m, transpose_b=True)
+    var = tf.matmul(tf.square(xh), 1 - tf.square(m), transpose_b=True) + 0.1
+    run = tf.function(lambda chunk: layers_mod.bpi_backward(m, xh, omega, var, btop, True, chunk),
+                      jit_compile=jit)
+    b_all, h_all = (t.numpy() for t in run(None))
+    b_blk, h_blk = (t.numpy() for t in run(8))  # blocks of 1 (batch 13) or 8 (batch 24)
+    np.testing.assert_allclose(b_blk, b_all, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h_blk, h_all, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["bp", "amp", "mf"])

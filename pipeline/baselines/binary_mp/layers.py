@@ -109,16 +109,56 @@ def _cavity_g(btop, omega_cav, var):
 # --- BPI (section 4.2): cavity only in g ------------------------------------------------------
 
 
-def bpi_backward(m, xh, omega, var, btop, need_b):
-    """``gcav[a,k,i] = g(btop[a,k], omega[a,k] - m[k,i] xh[a,i], V[a,k])`` reduced to B and Hin.
+#: Examples per step of BPI's cavity loop: a (chunk, K, N) block of ``gcav`` stays in cache
+#: between its two reductions instead of a (M, K, N) tensor going through memory. Measured on
+#: this CPU (501->501 layer, batch 128, XLA, CPU time): 123 ms unchunked; 110, 95, 95, 92, 96,
+#: 100 ms for blocks of 1, 2, 4, 8, 16, 32 examples.
+BPI_CHUNK = 8
 
-    The (M, K, N) tensor is produced and reduced elementwise (XLA fuses it into the two
-    reductions instead of materialising it).
-    """
+
+def _bpi_block(m, xh, omega, var, sgn, t, c, need_b):
+    """``(b, hin)`` of one block of examples; the (m, K, N) cavity tensor lives only here."""
     omega_cav = omega[:, :, None] - m[None, :, :] * xh[:, None, :]
-    gcav = _cavity_g(btop, omega_cav, var)
+    gcav = sign_g_from_terms(
+        sgn[:, :, None], t[:, :, None], c[:, :, None], omega_cav, var[:, :, None]
+    )
     hin = tf.reduce_sum(gcav * xh[:, None, :], axis=0)
     b = tf.reduce_sum(gcav * m[None, :, :], axis=1) if need_b else None
+    return b, hin
+
+
+def bpi_backward(m, xh, omega, var, btop, need_b, chunk=BPI_CHUNK):
+    """``gcav[a,k,i] = g(btop[a,k], omega[a,k] - m[k,i] xh[a,i], V[a,k])`` reduced to B and Hin.
+
+    The field-only factors of ``g`` are formed once on (M, K). With both reductions (``need_b``)
+    the (M, K, N) cavity tensor is produced and reduced in blocks of ``chunk`` examples (a
+    ``tf.while_loop``; the largest divisor of a static batch size not above ``chunk``), so it is
+    never materialised whole. The bottom layer needs only ``Hin``, which XLA already computes in
+    one fused pass (blocks made it slower there).
+    """
+    sgn, t, c = sign_field_terms(btop)
+    batch = xh.shape[0]
+    if not need_b or batch is None or chunk is None or chunk >= batch:
+        return _bpi_block(m, xh, omega, var, sgn, t, c, need_b)
+    size = max(d for d in range(1, chunk + 1) if batch % d == 0)
+    n_blocks = batch // size
+
+    def body(j, hin, bs):
+        def rows(z):
+            return tf.slice(z, [j * size, 0], [size, z.shape[1]])
+
+        b, h = _bpi_block(
+            m, rows(xh), rows(omega), rows(var), rows(sgn), rows(t), rows(c), need_b
+        )
+        if need_b:
+            bs = bs.write(j, b)
+        return j + 1, hin + h, bs
+
+    bs = tf.TensorArray(xh.dtype, size=n_blocks, element_shape=[size, xh.shape[1]])
+    _, hin, bs = tf.while_loop(
+        lambda j, *_: j < n_blocks, body, (tf.constant(0), tf.zeros_like(m), bs)
+    )
+    b = tf.reshape(bs.stack(), [batch, xh.shape[1]]) if need_b else None
     return b, hin
 
 
