@@ -60,6 +60,9 @@ def main(argv=None) -> int:
         if bad:
             raise PipelineError(f"unknown run(s) {', '.join(bad)}; use amp, mf, bp, amp2")
         hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+        import pipeline
+
+        print(f"pipeline imported from {Path(pipeline.__file__).parent}", flush=True)
         ds = train_subset(load_dataset(args.dataset, args.data_dir), args.train_size, args.seed)
         n_test = args.test_size if args.test_size is not None else len(ds.x_test)
         x_test, y_test = ds.x_test[:n_test], ds.y_test[:n_test]
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
                     f"test err {100 * (1 - m['test_accuracy']):6.2f}%  "
                     f"bayes {100 * (1 - m['test_accuracy_bayes']):6.2f}%  "
                     f"train err {100 * (1 - m['train_accuracy']):6.2f}%  "
-                    f"{m['seconds_per_epoch']:7.1f} s/epoch",
+                    f"{m['seconds_per_epoch']:7.1f} s/epoch  {m['cpu_seconds_per_epoch']:7.1f} cpu s",
                     flush=True,
                 )
 
@@ -83,13 +86,14 @@ def main(argv=None) -> int:
             result = train_binary_mp(config, ds.x_train, ds.y_train, x_test, y_test, report)
             wall = time.perf_counter() - start
             secs = sum(h["seconds_per_epoch"] for h in result.history) / len(result.history)
-            summary.append((run, task, epochs, result.metrics, secs, wall))
-        print("\nrun   task     epochs  test_acc  test_acc_bayes  train_acc  test_err%  s/epoch  wall_s")
-        for run, task, epochs, m, secs, wall in summary:
+            cpu = sum(h["cpu_seconds_per_epoch"] for h in result.history) / len(result.history)
+            summary.append((run, task, epochs, result.metrics, secs, cpu, wall))
+        print("\nrun   task     epochs  test_acc  test_acc_bayes  train_acc  test_err%  s/epoch  cpu_s/epoch  wall_s")
+        for run, task, epochs, m, secs, cpu, wall in summary:
             print(
                 f"{run:5s} {task:8s} {epochs:6d}  {m['test_accuracy']:.4f}    {m['test_accuracy_bayes']:.4f}"
                 f"          {m['train_accuracy']:.4f}     {100 * (1 - m['test_accuracy']):6.2f}  "
-                f"{secs:7.1f}  {wall:6.0f}"
+                f"{secs:7.1f}  {cpu:11.1f}  {wall:6.0f}"
             )
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

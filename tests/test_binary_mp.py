@@ -335,7 +335,8 @@ def test_train_binary_mp_on_an_mnist_subset():
     cfg = BinaryMPConfig(method="amp", hidden=(101,), batch_size=100, epochs=2, seed=1)
     result = train_binary_mp(cfg, x_train, y_train, x_test, y_test, lambda *a: calls.append(a))
     assert [(c[0], c[1]) for c in calls] == [(0, 3000), (1, 6000)]
-    keys = {"test_accuracy", "test_accuracy_bayes", "train_accuracy", "seconds_per_epoch"}
+    keys = {"test_accuracy", "test_accuracy_bayes", "train_accuracy", "seconds_per_epoch",
+            "cpu_seconds_per_epoch"}
     assert set(calls[-1][2]) == keys and result.metrics == calls[-1][2]
     assert result.metrics["test_accuracy"] > 0.75 and result.metrics["test_accuracy_bayes"] > 0.75
     assert [f.shape for f in result.fields] == [(101, 784), (10, 101)]

@@ -102,7 +102,8 @@ def test_message_passing_baselines_run_as_child_runs_with_epochs(tracking_uri, m
         run = runs[name]
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent
         # one record per epoch (--epochs 2), step = training examples seen (4 batches of 128 per epoch)
-        for key in ("test_accuracy", "test_accuracy_bayes", "train_accuracy", "seconds_per_epoch"):
+        for key in ("test_accuracy", "test_accuracy_bayes", "train_accuracy", "seconds_per_epoch",
+                    "cpu_seconds_per_epoch"):
             history = client.get_metric_history(run.info.run_id, key)
             assert [m.step for m in history] == [512, 1024], (name, key)
         for key in ("test_accuracy", "test_accuracy_bayes", "train_accuracy"):
