@@ -31,7 +31,7 @@ TrackingUri = typer.Option(None, "--tracking-uri", help="MLflow store (default: 
 @app.command()
 def denoise(
     input: Optional[Path] = typer.Argument(None, help="Video file or folder of frames (default: the embedded bear sample, with impulse:0.1 noise added)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma list of methods: configs/denoise/<name>.yaml (single_layer, five_layer, pairwise, median3, median5) or YAML paths [default: single_layer]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma list of methods: configs/denoise/<name>.yaml (single_layer, five_layer, pairwise, median3, median5) or YAML paths [default: five_layer]."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output video (default: <input>.denoised.mp4 next to the input)."),
     height: Optional[int] = typer.Option(None, help="Resize frames to this height (antialiased bilinear)."),
     width: Optional[int] = typer.Option(None, help="Resize frames to this width (antialiased bilinear)."),
