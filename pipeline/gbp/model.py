@@ -44,17 +44,22 @@ class FrameResult:
 
 
 class Denoiser:
-    """Runs a model's compiled GBP loop frame by frame (one trace per frame shape)."""
+    """Runs a model's compiled GBP loop frame by frame (one trace per frame shape).
 
-    def __init__(self, model: DenoisingModel, jit: bool = False):
-        self.model = model
+    A frame's iterations run as calls of the same compiled loop, ``chunk`` iterations each (same
+    result as one call), so Ctrl-C, which Python only sees between calls, stops a run within one
+    chunk rather than one whole frame."""
+
+    def __init__(self, model: DenoisingModel, jit: bool = False, chunk: int = 50):
+        self.model, self.chunk = model, chunk
         self._run = compile_loop(model.step, jit=jit)
 
     def denoise(self, noisy: tf.Tensor, iterations: int,
                 prior: ParameterPosterior | None = None) -> FrameResult:
         state = self.model.initial_state(noisy, prior)  # once per frame: eager is fine
         start = time.perf_counter()
-        state = self._run(state, tf.constant(0), tf.constant(iterations))
+        for first in range(0, iterations, self.chunk):
+            state = self._run(state, tf.constant(first), tf.constant(min(self.chunk, iterations - first)))
         marginal = self.model.pixel_marginal(state)
         mean = marginal.mean.numpy()  # forces completion before the clock stops
         seconds = time.perf_counter() - start
