@@ -25,3 +25,16 @@ def runs_by_method(uri, experiment):
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
     return client, {r.data.tags["method"]: r for r in runs}
+
+
+def finished_child_runs(uri, experiment, methods):
+    """Runs of a multi-method invocation by method: one parent (tagged with the comma list) and a
+    FINISHED child run per method under it."""
+    client, runs = runs_by_method(uri, experiment)
+    parent_name = ",".join(methods)
+    assert set(runs) == {parent_name, *methods}
+    parent = runs[parent_name].info.run_id
+    for name in methods:
+        assert runs[name].info.status == "FINISHED", name
+        assert runs[name].data.tags["mlflow.parentRunId"] == parent, name
+    return client, runs

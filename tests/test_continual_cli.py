@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import run_cli, runs_by_method
+from cli_helpers import finished_child_runs, run_cli, runs_by_method
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
@@ -23,13 +23,9 @@ def test_gbp_and_baselines_learn_and_log(tmp_path, tracking_uri, mnist_dir, caps
                                     "--test-iterations", 5, "--seed", 1, "--data-dir", mnist_dir,
                                     "--tracking-uri", tracking_uri, "--experiment", "cl"], capsys)
     assert code == 0, stderr
-    client, runs = runs_by_method(tracking_uri, "cl")
-    assert set(runs) == {"gbp,linear,cnn", "gbp", "linear", "cnn"}
-    parent = runs["gbp,linear,cnn"].info.run_id
+    client, runs = finished_child_runs(tracking_uri, "cl", ["gbp", "linear", "cnn"])
     for name in ("gbp", "linear", "cnn"):
         run = runs[name]
-        assert run.info.status == "FINISHED"
-        assert run.data.tags["mlflow.parentRunId"] == parent
         assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
         assert run.data.metrics["test_nll"] > 0
     gbp = runs["gbp"]
@@ -95,12 +91,9 @@ def test_message_passing_baselines_run_as_child_runs_with_epochs(tracking_uri, m
                                     "--data-dir", mnist_dir, "--tracking-uri", tracking_uri,
                                     "--experiment", "mp"], capsys)
     assert code == 0, stderr
-    client, runs = runs_by_method(tracking_uri, "mp")
-    assert set(runs) == {"bp,amp,mf", "bp", "amp", "mf"}
-    parent = runs["bp,amp,mf"].info.run_id
+    client, runs = finished_child_runs(tracking_uri, "mp", ["bp", "amp", "mf"])
     for name in ("bp", "amp", "mf"):
         run = runs[name]
-        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent
         # one record per epoch (--epochs 2), step = training examples seen (4 batches of 128 per epoch)
         for key in ("test_accuracy", "test_accuracy_bayes", "train_accuracy", "seconds_per_epoch",
                     "cpu_seconds_per_epoch"):
