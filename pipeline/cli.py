@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipeline import interrupt
 from pipeline.errors import PipelineError
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -150,6 +151,7 @@ def _fail(message: str, code: int) -> None:
 
 def main() -> None:
     """Entry point: run the typer app, turning every expected failure into one line."""
+    interrupt.install()
     if not {"-h", "--help"} & set(sys.argv[1:]) and len(sys.argv) > 1 and sys.argv[1] != "ui":
         _import_tensorflow_quietly()
     try:

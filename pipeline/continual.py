@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.config import flatten, from_dict, read_yaml, require, to_yaml, with_overrides
 from pipeline.errors import PipelineError
 from pipeline.gbp.models.classifier import PARAMETERS, ClassifierConfig
+from pipeline.interrupt import raise_if_interrupted
 from pipeline.tracking import Tracker
 
 METHODS = ("gbp", "linear", "cnn", "bp", "amp", "mf")
@@ -297,6 +298,7 @@ def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, 
     try:
         for index, (images, onehot, labels) in enumerate(minibatches(data.x_train, data.y_train, config.batch_size,
                                                                        config.graph.classes)):
+            raise_if_interrupted()
             t0 = time.perf_counter()
             before = model.forward_logits(images, prior)
             posterior, loop_seconds = model.train_batch(images, onehot, prior, config.train_iterations,

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.config import flatten, to_yaml, with_overrides
 from pipeline.errors import PipelineError
+from pipeline.interrupt import raise_if_interrupted
 from pipeline.methods import DEFAULT_METHOD, DeepMethod, load_method, parse_method_list
 from pipeline.tracking import Tracker
 from stages.evaluate import image_quality
@@ -188,6 +189,7 @@ def _run_method(tracker, name, config, source: FrameSource, req, settings, out: 
         scratch = Path(scratch_dir.name)
         try:
             for i, noisy in enumerate(source.noisy):
+                raise_if_interrupted()
                 outcome = denoise(noisy)
                 writer.append(outcome.estimate)
                 if i > 0 or len(source.noisy) == 1:

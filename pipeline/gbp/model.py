@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from pipeline.gbp.gaussian import Gaussian
 from pipeline.gbp.loop import compile_loop
+from pipeline.interrupt import raise_if_interrupted
 
 ParameterPosterior = dict[str, Gaussian]
 
@@ -59,6 +60,7 @@ class Denoiser:
         state = self.model.initial_state(noisy, prior)  # once per frame: eager is fine
         start = time.perf_counter()
         for first in range(0, iterations, self.chunk):
+            raise_if_interrupted()
             state = self._run(state, tf.constant(first), tf.constant(min(self.chunk, iterations - first)))
         marginal = self.model.pixel_marginal(state)
         mean = marginal.mean.numpy()  # forces completion before the clock stops

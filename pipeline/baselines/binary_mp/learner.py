@@ -25,6 +25,7 @@ from pipeline.baselines.binary_mp.scalar_functions import (
     sign_upward_field,
 )
 from pipeline.errors import PipelineError
+from pipeline.interrupt import raise_if_interrupted
 
 METHODS = ("bp", "bpi", "amp", "mf")
 TASKS = {"10class": 10, "2class": 1}
@@ -424,6 +425,7 @@ def fit_arrays(
         batches = order.reshape(n_batches, config.batch_size)
         start, cpu_start = time.perf_counter(), time.process_time()
         for idx in batches:
+            raise_if_interrupted()
             net.update(tf.gather(x_tf, idx), tf.gather(y_tf, idx))
         net.m[0].numpy()  # make sure the last update has run before stopping the clock
         seconds = time.perf_counter() - start
