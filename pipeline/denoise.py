@@ -191,6 +191,9 @@ def _run_method(tracker, name, config, source: FrameSource, req, settings, out: 
             for i, noisy in enumerate(source.noisy):
                 raise_if_interrupted()
                 outcome = denoise(noisy)
+                if not np.isfinite(outcome.estimate).all():
+                    raise PipelineError(f"{name} diverged on frame {i}: its GBP messages became non-finite "
+                                        f"(the frames before it are kept); more damping in its config usually helps")
                 writer.append(outcome.estimate)
                 if i > 0 or len(source.noisy) == 1:
                     steady_seconds += outcome.seconds

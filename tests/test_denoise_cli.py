@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cli_helpers import run_cli, runs_by_method
+from stages.infer import FrameOutcome
 from stages.ingest_video import read_video
 
 
@@ -182,3 +183,23 @@ def test_learned_model_saves_posteriors_and_a_new_video_can_start_from_them(tmp_
     code, _, stderr = run_cli(["denoise", *common, "--model", "median3", "--prior-from", npz,
                                "--output", tmp_path / "e.mp4"], capsys)
     assert code == 2 and "--prior-from needs a learned model" in stderr
+
+
+def test_a_diverging_model_fails_in_one_line_and_keeps_finished_frames(tmp_path, tracking_uri, capsys, monkeypatch):
+    def nan_from_second_frame(name, config, seed, prior=None):
+        frames = []
+
+        def denoise(noisy):
+            frames.append(noisy)
+            estimate = noisy if len(frames) == 1 else np.full_like(noisy, np.nan)
+            return FrameOutcome(estimate, None, 0.01, 1)
+        return denoise
+
+    monkeypatch.setattr("pipeline.denoise.frame_denoiser", nan_from_second_frame)
+    code, _, stderr = run_cli(["denoise", "--model", "median3", "--frames", 3, "--tracking-uri", tracking_uri,
+                               "--output", tmp_path / "o.mp4", "--experiment", "diverge"], capsys)
+    assert code == 2 and stderr.strip().splitlines() == [stderr.strip()], stderr
+    assert "median3 diverged on frame 1" in stderr
+    client, runs = runs_by_method(tracking_uri, "diverge")
+    assert runs["median3"].info.status == "FAILED"
+    assert len(client.get_metric_history(runs["median3"].info.run_id, "psnr")) == 1
