@@ -45,10 +45,13 @@ class CarryConfig:
     """Carrying parameter posteriors frame to frame (continual learning).
 
     ``alpha`` None: the next prior is the posterior; α ∈ (0, 1]: interpolate mean and std with
-    the original prior (μ' = α μ_post + (1−α) μ₀, σ' = α σ_post + (1−α) σ₀)."""
+    the original prior (μ' = α μ_post + (1−α) μ₀, σ' = α σ_post + (1−α) σ₀).
+    ``warm_start``: GBP on the next frame also starts from this frame's final messages and means
+    (coefficients, pixels) instead of from zero: the same graph, reached in fewer iterations."""
 
     enabled: bool = True
     alpha: float | None = None
+    warm_start: bool = True
 
     def __post_init__(self):
         require(self.alpha is None or 0.0 < self.alpha <= 1.0, f"carry.alpha must be in (0, 1], got {self.alpha}")

@@ -34,17 +34,20 @@ class GBPFrameDenoiser:
         self.model = build_model(config, seed)
         self.denoiser = Denoiser(self.model, jit=config.xla)
         self.prior = prior  # None: the model's original prior
+        self.previous = None  # the last frame's final GBP state, when carrying warm-starts
         self._checked_shapes: set[tuple[int, ...]] = set()
 
     def __call__(self, noisy: np.ndarray) -> FrameOutcome:
         if noisy.shape not in self._checked_shapes:
             check_fits_in_memory(self.model, *noisy.shape, method=self.name)
             self._checked_shapes.add(noisy.shape)
-        result = self.denoiser.denoise(tf.constant(noisy[None]), self.config.iterations, self.prior)
+        result = self.denoiser.denoise(tf.constant(noisy[None]), self.config.iterations, self.prior,
+                                       self.previous)
         carry = getattr(self.config, "carry", None)
         if carry is not None:
             self.prior = carry_posterior_as_prior(result.posterior, self.model.original_prior(noisy.shape[-1]),
                                                   carry.enabled, carry.alpha)
+            self.previous = result.state if carry.enabled and carry.warm_start else None
         return FrameOutcome(result.mean.numpy()[0], result.std.numpy()[0],
                             result.loop_seconds, self.config.iterations, result.posterior)
 

@@ -42,6 +42,7 @@ class FrameResult:
     std: tf.Tensor  # (B,H,W,C) posterior standard deviation
     posterior: ParameterPosterior
     loop_seconds: float  # wall time of the compiled loop only (includes tracing on first call)
+    state: Any = None  # the final GBP state (to warm-start the next frame from)
 
 
 class Denoiser:
@@ -55,9 +56,13 @@ class Denoiser:
         self.model, self.chunk = model, chunk
         self._run = compile_loop(model.step, jit=jit)
 
-    def denoise(self, noisy: tf.Tensor, iterations: int,
-                prior: ParameterPosterior | None = None) -> FrameResult:
-        state = self.model.initial_state(noisy, prior)  # once per frame: eager is fine
+    def denoise(self, noisy: tf.Tensor, iterations: int, prior: ParameterPosterior | None = None,
+                previous: Any = None) -> FrameResult:
+        """GBP on one frame; ``previous``: a final state to warm-start from (models that can)."""
+        if previous is None:
+            state = self.model.initial_state(noisy, prior)  # once per frame: eager is fine
+        else:
+            state = self.model.initial_state(noisy, prior, previous)
         start = time.perf_counter()
         for first in range(0, iterations, self.chunk):
             raise_if_interrupted()
@@ -66,4 +71,4 @@ class Denoiser:
         mean = marginal.mean.numpy()  # forces completion before the clock stops
         seconds = time.perf_counter() - start
         return FrameResult(tf.constant(mean), marginal.std,
-                           self.model.parameter_posterior(state), seconds)
+                           self.model.parameter_posterior(state), seconds, state)

@@ -18,12 +18,14 @@ than per edge; the summed filter messages get the law-of-large-numbers equivalen
 current means at every visit, except the very first visit of a frame, which uses the random init
 (coefficients N(0, init_std²), upsampled to the fine grid below an upsample layer as in the
 reference) and, for filters, the carried posterior mean (or a random init for a fresh prior).
-An upsample visit repeats its update ``inner_loops`` times (damped, no dropout).
+An upsample visit repeats its update ``inner_loops`` times (damped, no dropout).  A frame can
+instead be warm-started from the previous frame's final state (``warm_start``).
 
 Differences from the reference (doc §9), deliberately: the observation message is written once
 per iteration; dropout masks are independent per edge family and visit; conv factors are
 linearised at the carried posterior mean of the filters at the start of a frame; the upsample
-coarse prior uses the configured σ.
+coarse prior uses the configured σ; and warm starts, which the reference does not have (it
+restarts every frame from zero messages and random coefficients).
 """
 from __future__ import annotations
 
@@ -133,7 +135,9 @@ class DeepDenoiser:
         return prior
 
     # ---- state ----------------------------------------------------------------------------
-    def initial_state(self, noisy, prior=None):
+    def initial_state(self, noisy, prior=None, previous=None):
+        """Variables and messages for one frame.  ``previous``: the final state of the previous
+        frame (same shape) to warm-start from, see ``warm_start``."""
         config = self.config
         noisy = tf.convert_to_tensor(noisy, tf.float32)
         batch = noisy.shape[0]
@@ -141,7 +145,7 @@ class DeepDenoiser:
         carried = prior is not None
         prior = dict(prior) if carried else self.original_prior(noisy.shape[-1])
         rng = np.random.default_rng(config.seed)
-        state = {"noisy": noisy, "prior": prior, "init": {},
+        state = {"noisy": noisy, "prior": prior, "init": {}, "warm": tf.constant(False),
                  "observation": pixel_observation_message(noisy, noisy, config.pixel_sigma, None)}
         # random initial linearisation points, from the top down so that a fine grid below an
         # upsample layer starts at the upsampled coarse init (doc §3.6)
@@ -184,6 +188,44 @@ class DeepDenoiser:
                 state[f"up_{i}"] = {"to_fine": Gaussian.zeros_like(tf.zeros(fine)),
                                     "to_coarse": Gaussian.zeros_like(tf.zeros(fine)),
                                     "coarse_sum": Gaussian.zeros_like(tf.zeros((batch, *shape["coarse"])))}
+        if previous is not None:
+            state = self.warm_start(state, previous)
+        return state
+
+    def warm_start(self, state, previous):
+        """Start GBP on a new frame where it ended on the previous one (video is coherent).
+
+        Copied from ``previous``: the messages between the reconstruction/upsample factors and
+        the per-example variables (coefficients, upsampled maps, pixels) and, as first
+        linearisation points, the previous means of coefficients, hidden inputs, filters, biases
+        and pixels (so the new frame's robust observation message starts with its weights at the
+        previous clean estimate).  Not copied: the messages to filters and biases — their
+        evidence is already in the carried prior, copying them would count it twice.  The new frame's graph is unchanged (same factors and
+        priors, so the same fixed points); only where GBP starts differs, and the first update
+        is damped like every later one.
+        """
+        if previous["noisy"].shape != state["noisy"].shape:
+            return state
+        state, init = dict(state), dict(state["init"])
+        posterior = self.parameter_posterior(previous)
+        for i, layer in enumerate(self.layers):
+            if layer.type == "conv":
+                conv = dict(state[f"conv_{i}"])
+                for key in ("to_coeffs", "coeff_sum", "to_input"):
+                    conv[key] = previous[f"conv_{i}"][key]
+                state[f"conv_{i}"] = conv
+                init[f"coeffs_{i}"] = self.coeff_marginal(previous, i).mean
+                init[f"filters_{i}"] = posterior[f"filters_{i}"].mean
+                init[f"bias_{i}"] = posterior[f"bias_{i}"].mean
+                if i > 0:
+                    init[f"input_{i}"] = self.input_marginal(previous, i).mean
+            else:
+                state[f"up_{i}"] = dict(previous[f"up_{i}"])
+        state["init"] = init
+        state["observation"] = pixel_observation_message(
+            state["noisy"], self.pixel_marginal(previous).mean, self.config.pixel_sigma,
+            self.config.pixel_n_rob, self.config.robust_kind)
+        state["warm"] = tf.constant(True)
         return state
 
     # ---- marginals ------------------------------------------------------------------------
@@ -222,7 +264,9 @@ class DeepDenoiser:
         state = dict(state)
         for v, i in enumerate(self.visits):
             counter = iteration * len(self.visits) + v
-            first = tf.logical_and(iteration == 0, tf.constant(v == i))  # forward-sweep visit of it 0
+            # forward-sweep visit of iteration 0 of a cold start: raw (undamped) first messages
+            first = tf.logical_and(tf.logical_and(iteration == 0, tf.constant(v == i)),
+                                   tf.logical_not(state["warm"]))
             if self.layers[i].type == "conv":
                 state = self._visit_conv(state, i, counter, first)
             else:
