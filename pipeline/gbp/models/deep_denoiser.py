@@ -200,9 +200,10 @@ class DeepDenoiser:
         linearisation points, the previous means of coefficients, hidden inputs, filters, biases
         and pixels (so the new frame's robust observation message starts with its weights at the
         previous clean estimate).  Not copied: the messages to filters and biases — their
-        evidence is already in the carried prior, copying them would count it twice.  The new frame's graph is unchanged (same factors and
-        priors, so the same fixed points); only where GBP starts differs, and the first update
-        is damped like every later one.
+        evidence is already in the carried prior, copying them would count it twice.  The new
+        frame's graph is unchanged (same factors and priors, so the same fixed points); only
+        where GBP starts differs, and the first update is damped like every later one.  A
+        previous frame of another size gives a cold start.
         """
         if previous["noisy"].shape != state["noisy"].shape:
             return state
