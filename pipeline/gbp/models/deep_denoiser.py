@@ -79,7 +79,8 @@ class DeepDenoiserConfig:
     dropout: float = 0.6
     init_std: float = 0.1  # std of the random initial linearisation point of coefficients/filters
     exact_filter_messages: bool = False  # store per-factor filter messages (slow; for comparison)
-    seed: int = 0
+    seed: int = 0  # dropout masks, and the initial linearisation points unless init_seed is set
+    init_seed: int | None = None  # the random initial linearisation points alone (None: seed)
 
     def __post_init__(self):
         check_robust_kind(self.robust_kind)
@@ -144,7 +145,7 @@ class DeepDenoiser:
         shapes = self._shapes(*noisy.shape[1:])
         carried = prior is not None
         prior = dict(prior) if carried else self.original_prior(noisy.shape[-1])
-        rng = np.random.default_rng(config.seed)
+        rng = np.random.default_rng(config.seed if config.init_seed is None else config.init_seed)
         state = {"noisy": noisy, "prior": prior, "init": {}, "warm": tf.constant(False),
                  "observation": pixel_observation_message(noisy, noisy, config.pixel_sigma, None)}
         # random initial linearisation points, from the top down so that a fine grid below an
