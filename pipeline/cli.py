@@ -39,7 +39,7 @@ def denoise(
     start: int = typer.Option(0, help="First frame index."),
     frames: Optional[int] = typer.Option(None, help="Number of frames (default: all)."),
     noise: Optional[str] = typer.Option(None, help="'none' (input is already noisy) or impulse:<fraction>, e.g. impulse:0.1."),
-    seed: int = typer.Option(0, help="Seed of the synthetic noise and of message dropout."),
+    seed: int = typer.Option(0, help="Seed of the synthetic noise, of the learned models' random initialisation and of message dropout."),
     reference: Optional[Path] = typer.Option(None, help="Clean version of the same video, for PSNR/SSIM."),
     iterations: Optional[int] = typer.Option(None, help="GBP iterations per frame (overrides the config)."),
     device: str = typer.Option("auto", help="auto (a GPU when TensorFlow sees one), cpu or gpu."),
