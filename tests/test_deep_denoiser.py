@@ -182,7 +182,7 @@ def test_init_seed_draws_the_initial_points_and_seed_the_dropout_masks():
     y = tf.constant(np.random.default_rng(4).uniform(size=(1, 12, 14, 3)), tf.float32)
     base = DeepDenoiserConfig(layers=(LayerConfig(filters=4, sigma=0.1, n_rob=1.4),), dropout=0.5)
 
-    def init_and_one_step(**seeds):
+    def init_and_two_steps(**seeds):
         model = DeepDenoiser(dataclasses.replace(base, **seeds))
         state = model.initial_state(y)
         after = model.step(model.step(state, tf.constant(0)), tf.constant(1))
@@ -191,10 +191,10 @@ def test_init_seed_draws_the_initial_points_and_seed_the_dropout_masks():
     def same(a, b):
         return all(np.array_equal(a[k], b[k]) for k in a)
 
-    init_a, step_a = init_and_one_step(seed=1, init_seed=7)
-    init_b, step_b = init_and_one_step(seed=2, init_seed=7)
-    init_c, _ = init_and_one_step(seed=1, init_seed=8)
-    init_d, step_d = init_and_one_step(seed=7)
+    init_a, step_a = init_and_two_steps(seed=1, init_seed=7)
+    init_b, step_b = init_and_two_steps(seed=2, init_seed=7)
+    init_c, _ = init_and_two_steps(seed=1, init_seed=8)
+    init_d, step_d = init_and_two_steps(seed=7)
     assert same(init_a, init_b) and not same(init_a, init_c) and same(init_a, init_d)
     assert not np.array_equal(step_a, step_b)  # other dropout masks
     assert not np.array_equal(step_a, step_d)
