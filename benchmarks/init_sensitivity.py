@@ -22,19 +22,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from pipeline.denoise import DenoiseRequest, FrameSource, prepare_frames  # noqa: E402
 from pipeline.methods import DeepMethod, load_method  # noqa: E402
 from stages.evaluate import image_quality  # noqa: E402
 from stages.infer import GBPFrameDenoiser  # noqa: E402
-from stages.ingest_video import NoiseSpec, corrupt, read_video, resize_frames  # noqa: E402
 
 
-def psnr_per_frame(method: DeepMethod, name: str, clean: list[np.ndarray], noise_seed: int,
+def psnr_per_frame(method: DeepMethod, name: str, source: FrameSource, seed: int,
                    init_seed: int) -> list[float]:
     config = dataclasses.replace(method, graph=dataclasses.replace(method.graph, init_seed=init_seed))
-    denoise = GBPFrameDenoiser(name, config, noise_seed)
-    noise = NoiseSpec("impulse", 0.1)
-    return [image_quality(denoise(corrupt(frame, noise, noise_seed, index)).estimate, frame)["psnr"]
-            for index, frame in enumerate(clean)]
+    denoise = GBPFrameDenoiser(name, config, seed)
+    return [image_quality(denoise(noisy).estimate, clean)["psnr"]
+            for noisy, clean in zip(source.noisy, source.clean)]
 
 
 def main(argv=None) -> None:
@@ -50,11 +49,13 @@ def main(argv=None) -> None:
     method = load_method(args.model)
     if not isinstance(method, DeepMethod):
         parser.error(f"{args.model} is not a learned model (method: deep)")
-    clean = resize_frames(read_video(args.bear, count=args.frames).frames, 258, 454)
+    # the protocol's frames, exactly as `pipeline denoise --seed NOISE_SEED` ingests them
+    source = prepare_frames(DenoiseRequest(input=Path(args.bear), height=258, width=454, frames=args.frames,
+                                           noise="impulse:0.1", seed=args.noise_seed))
     rows = {}
     print(f"{args.model}: PSNR (dB) per frame, noise seed {args.noise_seed}")
     for init_seed in (int(s) for s in args.init_seeds.split(",")):
-        rows[init_seed] = psnr_per_frame(method, args.model, clean, args.noise_seed, init_seed)
+        rows[init_seed] = psnr_per_frame(method, args.model, source, args.noise_seed, init_seed)
         print(f"  init {init_seed:<4}" + "".join(f"{p:8.2f}" for p in rows[init_seed]), flush=True)
     values = np.array(list(rows.values()))
     print("  mean      " + "".join(f"{p:8.2f}" for p in values.mean(0)))
