@@ -195,6 +195,7 @@ def _run_method(tracker, name, config, source: FrameSource, req, settings, out: 
                     raise PipelineError(f"{name} diverged on frame {i}: its GBP messages became non-finite "
                                         f"(the frames before it are kept); more damping in its config usually helps")
                 writer.append(outcome.estimate)
+                summary.frames = i + 1  # in the video now: kept even if Ctrl-C lands while it is logged
                 if i > 0 or len(source.noisy) == 1:
                     steady_seconds += outcome.seconds
                     steady_iterations += outcome.iterations
@@ -220,7 +221,6 @@ def _run_method(tracker, name, config, source: FrameSource, req, settings, out: 
                     if "filters_0" in outcome.posterior:
                         image = filters_image(outcome.posterior["filters_0"].mean.numpy())
                         tracker.log_artifact(run_id, save_png(image, scratch / f"filters_{i:05d}.png"), "filters")
-                summary.frames = i + 1
                 on_frame(name, i + 1, len(source.noisy))
         finally:
             writer.close()

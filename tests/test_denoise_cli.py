@@ -139,6 +139,25 @@ def test_ctrl_c_marks_run_killed_and_keeps_finished_frames(tmp_path, tracking_ur
     assert "video" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+def test_ctrl_c_while_a_frame_is_being_logged_keeps_that_frame(tmp_path, tracking_uri, capsys, monkeypatch):
+    """Ctrl-C can land after a frame's metrics are logged but before its previews are: that
+    frame is already in the video, so the video is still logged and the frame counted."""
+    def interrupted_save_png(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pipeline.denoise.save_png", interrupted_save_png)
+    code, _, _ = run_cli(["denoise", "--model", "median3", "--frames", 2, "--tracking-uri", tracking_uri,
+                          "--output", tmp_path / "o.mp4", "--experiment", "late-interrupt"], capsys)
+    assert code == 130
+    client, runs = runs_by_method(tracking_uri, "late-interrupt")
+    run = runs["median3"]
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run.info.run_id, "psnr")) == 1
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "frames_done")] == [1]
+    assert "video" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert len(read_video(tmp_path / "o.mp4").frames) == 1
+
+
 def test_paper_protocol_on_bear(shared_data, tmp_path, tracking_uri, capsys):
     """Pairwise ≥ 30.8 dB at frame index 5 (authors' code: 30.93) and ≥ 2 dB above median3."""
     code, _, stderr = run_cli(["denoise", shared_data / "bear", "--model", "pairwise,median3",
