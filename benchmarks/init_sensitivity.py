@@ -26,6 +26,7 @@ from pipeline.denoise import DenoiseRequest, FrameSource, prepare_frames  # noqa
 from pipeline.methods import DeepMethod, load_method  # noqa: E402
 from stages.evaluate import image_quality  # noqa: E402
 from stages.infer import GBPFrameDenoiser  # noqa: E402
+from benchmarks.video_protocol import HEIGHT, NOISE, WIDTH  # noqa: E402
 
 
 def psnr_per_frame(method: DeepMethod, name: str, source: FrameSource, seed: int,
@@ -50,8 +51,8 @@ def main(argv=None) -> None:
     if not isinstance(method, DeepMethod):
         parser.error(f"{args.model} is not a learned model (method: deep)")
     # the protocol's frames, exactly as `pipeline denoise --seed NOISE_SEED` ingests them
-    source = prepare_frames(DenoiseRequest(input=Path(args.bear), height=258, width=454, frames=args.frames,
-                                           noise="impulse:0.1", seed=args.noise_seed))
+    source = prepare_frames(DenoiseRequest(input=Path(args.bear), height=HEIGHT, width=WIDTH, frames=args.frames,
+                                           noise=NOISE, seed=args.noise_seed))
     rows = {}
     print(f"{args.model}: PSNR (dB) per frame, noise seed {args.noise_seed}")
     for init_seed in (int(s) for s in args.init_seeds.split(",")):

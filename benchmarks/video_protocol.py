@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 EXPERIMENT = "video-protocol"
+# the paper's protocol: frame size, corruption (the seed and the number of frames vary per run)
+HEIGHT, WIDTH, NOISE = 258, 454, "impulse:0.1"
 # PSNR at frame index 5 (dB): the paper's values (mean over 10 repeats)
 TARGET_AT_FRAME_5 = {"single_layer": 32.9, "five_layer": 34.3, "pairwise": 31.1}
 
@@ -31,8 +33,8 @@ def run_seed(bear: str, models: str, seed: int, tracking_uri: str, frames: int, 
         pipeline = shutil.which("pipeline")
         if pipeline is None:
             sys.exit("error: the pipeline command is not installed (pip install -e .)")
-    command = [str(pipeline), "denoise", bear, "--model", models, "--height", "258", "--width", "454",
-               "--frames", str(frames), "--noise", "impulse:0.1", "--seed", str(seed),
+    command = [str(pipeline), "denoise", bear, "--model", models, "--height", str(HEIGHT), "--width", str(WIDTH),
+               "--frames", str(frames), "--noise", NOISE, "--seed", str(seed),
                "--tracking-uri", tracking_uri, "--experiment", EXPERIMENT,
                "--output", str(out_dir / f"protocol_seed{seed}.mp4")]
     print("$", " ".join(command), flush=True)
