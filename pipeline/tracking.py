@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -49,6 +50,10 @@ class Tracker:
                 raise PipelineError(f"cannot create the tracking store folder {db.parent}: {exc.strerror}") from None
             if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
                 raise PipelineError(f"the tracking store {db} is not writable; choose another with --tracking-uri")
+            try:  # MLflow retries an unopenable database for ~2 minutes; fail at once instead
+                sqlite3.connect(db).close()
+            except sqlite3.Error as exc:
+                raise PipelineError(f"cannot open the tracking store {db} ({exc}); choose another with --tracking-uri") from None
             artifact_root = db.parent.resolve().as_uri()
         import mlflow
         from mlflow.tracking import MlflowClient

@@ -91,6 +91,8 @@ def test_reference_gives_psnr_for_an_already_noisy_input(tmp_path, tracking_uri,
     (["denoise", "--model", "{badyaml}"], "damping"),
     (["denoise", "--frames", "0"], "--frames"),
     (["denoise", "--tracking-uri", "sqlite:///{file}/sub/mlflow.db"], "tracking store"),
+    (["denoise", "--tracking-uri", "sqlite:///{folder}"], "tracking store"),  # MLflow alone retries ~2 min
+    (["denoise", "--tracking-uri", "sqlite:///{text}"], "tracking store"),
     (["denoise", "--bogus"], "No such option"),
     (["denoise", "--output", "{file}/sub/out.mp4", "--model", "median3"], "--output"),
 ])
@@ -101,7 +103,7 @@ def test_bad_input_is_one_line_error_and_exit_2(args, message, tmp_path, trackin
     bad.write_text("method: pairwise\ngraph:\n  damping: 1.5\n")
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder is expected")
-    args = [a.format(text=text, badyaml=bad, file=blocker) for a in args]
+    args = [a.format(text=text, badyaml=bad, file=blocker, folder=tmp_path) for a in args]
     if not any(a.startswith("sqlite") for a in args):
         args += ["--tracking-uri", tracking_uri]
     code, stdout, stderr = run_cli(args, capsys)
