@@ -23,7 +23,7 @@ from stages.evaluate import image_quality
 from stages.infer import frame_denoiser
 from stages.ingest_video import NoiseSpec, Video, corrupt, read_video, resize_frames
 from stages.carry_posterior import check_posterior_fits, load_posterior
-from stages.log import (VideoWriter, filters_image, save_png, save_posterior, side_by_side,
+from stages.log import (VideoWriter, check_video_output, filters_image, save_png, save_posterior, side_by_side,
                         uncertainty_image)
 
 EMBEDDED_SAMPLE = Path(__file__).resolve().parent / "data" / "bear_sample"
@@ -132,7 +132,7 @@ def _starting_prior(req: DenoiseRequest, tracker: Tracker):
     if not req.prior_from:
         return None, ""
     path = Path(req.prior_from)
-    if not path.exists():
+    if not path.is_file():  # a run id (even one that names an artifact folder in the working directory)
         path = tracker.latest_artifact(req.prior_from, "posterior")
     return load_posterior(path), str(req.prior_from)
 
@@ -143,6 +143,8 @@ def run_denoise(req: DenoiseRequest, device_name: str,
     """Run every requested method over the frames; return one summary per method."""
     configs = _resolved_methods(req)  # validate configs before touching data or the store
     source = prepare_frames(req)
+    for name in configs:
+        check_video_output(output_path(req, source, name, len(configs) > 1))
     tracker = Tracker(req.tracking_uri, req.experiment)
     starting_prior = _starting_prior(req, tracker)
     h, w, c = source.noisy[0].shape

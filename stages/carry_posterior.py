@@ -26,8 +26,10 @@ def load_posterior(path) -> dict[str, Gaussian]:
             names = sorted({key.rsplit(".", 1)[0] for key in data.files})
             posterior = {n: Gaussian(tf.constant(data[f"{n}.eta"], tf.float32), tf.constant(data[f"{n}.lam"], tf.float32))
                          for n in names}
-    except (OSError, ValueError, KeyError) as exc:
-        raise PipelineError(f"cannot read a saved posterior from {path}: {exc}") from None
+    except OSError as exc:
+        raise PipelineError(f"cannot read a saved posterior from {path}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError):  # not an .npz, or one without <name>.eta / <name>.lam pairs
+        raise PipelineError(f"{path} is not a saved posterior (an .npz of <name>.eta and <name>.lam arrays)") from None
     if not posterior:
         raise PipelineError(f"{path} holds no posterior arrays")
     return posterior

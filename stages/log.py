@@ -15,6 +15,27 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
 
 
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")  # containers that take the H.264 stream written below
+
+
+def check_video_output(path: Path) -> None:
+    """Fail before any frame is computed if ``path`` cannot become a video: a container H.264
+    does not go into, or a place that cannot be written (an existing file is left untouched)."""
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise PipelineError(f"--output {path}: cannot write H.264 video as {path.suffix!r}; "
+                            f"use one of {', '.join(VIDEO_SUFFIXES)}")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise PipelineError(f"cannot write the output video {path} ({exc.strerror or exc}); "
+                            f"choose another place with --output") from None
+    if not existed:
+        path.unlink()
+
+
 class VideoWriter:
     """Writes frames as they are finished, so an interrupted run keeps what it did (H.264 mp4;
     4:2:0 chroma when both sides are even, 4:4:4 otherwise so no frame is rescaled)."""

@@ -95,6 +95,8 @@ def test_reference_gives_psnr_for_an_already_noisy_input(tmp_path, tracking_uri,
     (["denoise", "--tracking-uri", "sqlite:///{text}"], "tracking store"),
     (["denoise", "--bogus"], "No such option"),
     (["denoise", "--output", "{file}/sub/out.mp4", "--model", "median3"], "--output"),
+    (["denoise", "--output", "{text}.txt", "--model", "median3"], "--output"),
+    (["denoise", "--model", "single_layer", "--prior-from", "{text}"], "not a saved posterior"),
 ])
 def test_bad_input_is_one_line_error_and_exit_2(args, message, tmp_path, tracking_uri, capsys):
     text = tmp_path / "notes.mp4"
@@ -174,7 +176,8 @@ def test_paper_protocol_on_bear(shared_data, tmp_path, tracking_uri, capsys):
     assert psnr["pairwise"][5] >= psnr["median3"][5] + 2.0
 
 
-def test_learned_model_saves_posteriors_and_a_new_video_can_start_from_them(tmp_path, tracking_uri, capsys):
+def test_learned_model_saves_posteriors_and_a_new_video_can_start_from_them(tmp_path, tracking_uri, capsys,
+                                                                            monkeypatch):
     common = ["--model", "single_layer", "--frames", 2, "--iterations", 8, "--height", 40,
               "--tracking-uri", tracking_uri]
     code, _, stderr = run_cli(["denoise", *common, "--experiment", "first", "--output", tmp_path / "a.mp4"], capsys)
@@ -186,7 +189,10 @@ def test_learned_model_saves_posteriors_and_a_new_video_can_start_from_them(tmp_
     assert {"filters", "uncertainty"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     assert run.data.params["carry.alpha"] == "0.5"
 
-    # start a new video from that run's last posterior: by run id and by file
+    # start a new video from that run's last posterior: by run id and by file; a run id stays one
+    # when the working directory holds a folder of that name (MLflow's artifact layout next to its store)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / run.info.run_id).mkdir()
     code, _, stderr = run_cli(["denoise", *common, "--experiment", "second", "--prior-from", run.info.run_id,
                                "--output", tmp_path / "b.mp4"], capsys)
     assert code == 0, stderr
