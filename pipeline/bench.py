@@ -40,10 +40,7 @@ def measure(method: str, height: int, width: int, iterations: int, xla: bool | N
     from pipeline.methods import load_method
     from stages.build_graph import build_model
 
-    config = load_method(method)
-    if not config.is_gbp:
-        raise PipelineError(f"{method} is not a GBP method")
-    config = with_overrides(config, xla=xla)
+    config = with_overrides(load_method(method), xla=xla)
     frame = tf.constant(np.random.default_rng(0).uniform(size=(1, height, width, 3)).astype(np.float32))
     model = build_model(config, seed=0)
     denoiser = Denoiser(model, jit=config.xla)
@@ -63,12 +60,20 @@ def measure(method: str, height: int, width: int, iterations: int, xla: bool | N
 
 
 def run_benchmarks(methods: str, sizes: str, iterations: int, compilers=("xla", "plain")) -> list[dict]:
-    """Every (method, size, compiler) in a fresh subprocess; rows of ``measure`` results."""
-    from pipeline.methods import parse_method_list
+    """Every (method, size, compiler) in a fresh subprocess; rows of ``measure`` results.
+    The arguments are checked here, before any subprocess starts."""
+    from pipeline.methods import load_method, parse_method_list
 
+    if iterations < 1:
+        raise PipelineError(f"--iterations must be ≥ 1, got {iterations}")
+    names = parse_method_list(methods)
+    for method in names:
+        if not load_method(method).is_gbp:
+            raise PipelineError(f"{method} is not a GBP method; bench times GBP iterations")
+    frame_sizes = _parse_sizes(sizes)
     rows = []
-    for method in parse_method_list(methods):
-        for h, w in _parse_sizes(sizes):
+    for method in names:
+        for h, w in frame_sizes:
             for compiler in compilers:
                 spec = json.dumps({"method": method, "height": h, "width": w,
                                    "iterations": iterations, "xla": compiler == "xla"})
