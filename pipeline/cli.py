@@ -173,7 +173,7 @@ def main() -> None:
         first = (str(exc).strip().splitlines() or [""])[0]
         _fail(f"error: internal error {type(exc).__name__}: {first} (PIPELINE_DEBUG=1 shows the traceback)", 1)
     if code == INTERRUPTED:  # typer turns Ctrl-C into exit code 130
-        _fail("interrupted: open runs were marked KILLED; finished frames were kept", INTERRUPTED)
+        _fail("interrupted: open runs were marked KILLED; what they finished (frames, batches) was kept", INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
 
 
