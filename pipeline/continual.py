@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.config import flatten, from_dict, read_yaml, require, to_yaml, with_overrides
 from pipeline.errors import PipelineError
-from pipeline.gbp.models.classifier import PARAMETERS, ClassifierConfig
+from pipeline.gbp.models.classifier import ClassifierConfig
 from pipeline.interrupt import raise_if_interrupted
 from pipeline.tracking import Tracker
 
@@ -37,7 +37,7 @@ METHODS = ("gbp", "linear", "cnn", "bp", "amp", "mf")
 DEFAULT_METHODS = "gbp,linear,cnn"
 DEFAULT_EVAL_EVERY = None  # None: evaluate once, after the last batch
 NLL_SAMPLES = 100  # logit samples for the GBP predictive distribution
-POSTERIOR_ARTIFACT = "posterior/posterior.npz"
+POSTERIOR_FILE = "posterior.npz"  # logged under posterior/
 
 # metric names (the one place they are spelled)
 TEST_ACCURACY, TEST_NLL = "test_accuracy", "test_nll"
@@ -179,35 +179,6 @@ def _resolve_configs(req: ContinualRequest, names: list[str]) -> dict:
     return configs
 
 
-# ------------------------------------------------------------------------------------ posterior I/O
-def save_posterior(posterior: dict, path: Path) -> Path:
-    np.savez(path, **{f"{k}.{part}": getattr(v, part).numpy() for k, v in posterior.items() for part in ("eta", "lam")})
-    return path
-
-
-def load_posterior(source: str, tracker: Tracker | None, dtype) -> dict:
-    """A posterior from a ``posterior.npz`` path or from the artifact of an MLflow run id."""
-    import tensorflow as tf
-
-    from pipeline.gbp.gaussian import Gaussian
-
-    path = Path(source)
-    if not path.is_file():
-        if tracker is None or path.suffix == ".npz":
-            raise PipelineError(f"--prior-from: no file {source}")
-        try:
-            path = Path(tracker.client.download_artifacts(source, POSTERIOR_ARTIFACT, tempfile.mkdtemp()))
-        except Exception:
-            raise PipelineError(f"--prior-from: {source} is neither a posterior .npz file nor a run id "
-                                f"with the artifact {POSTERIOR_ARTIFACT}") from None
-    try:
-        with np.load(path) as data:
-            return {k: Gaussian(tf.constant(data[f"{k}.eta"], dtype), tf.constant(data[f"{k}.lam"], dtype))
-                    for k in PARAMETERS}
-    except (KeyError, ValueError, OSError) as exc:
-        raise PipelineError(f"--prior-from: {path} is not a GBP classifier posterior ({exc})") from None
-
-
 # ------------------------------------------------------------------------------------ evaluation
 def predictive_metrics(mean: np.ndarray, std: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
     """Accuracy of argmax of the logit means, and the NLL of the predictive distribution
@@ -278,16 +249,15 @@ def _eval_points(n: int, eval_every: int | None) -> set[int]:
 def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, req, on_progress):
     from pipeline.gbp.filtering import carry_posterior
     from pipeline.gbp.models.classifier import GBPClassifier
+    from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, load_posterior, save_posterior
     from stages.ingest_dataset import as_images, minibatches
 
     model = GBPClassifier(config.graph, as_images(data.x_train[:1]).shape[1:])
     original = model.initial_prior()
-    prior = original if req.prior_from is None else load_posterior(req.prior_from, tracker, model.dtype)
+    prior = original
     if req.prior_from is not None:
-        for key in PARAMETERS:
-            if prior[key].eta.shape != original[key].eta.shape:
-                raise PipelineError(f"--prior-from: {key} has shape {prior[key].eta.shape}, "
-                                    f"this model needs {original[key].eta.shape}")
+        prior = load_posterior(req.prior_from, tracker, model.dtype)
+        check_posterior_fits(prior, original, req.prior_from)
     n = len(data.x_train)
     total_batches = -(-n // config.batch_size)
     evals = _eval_points(n, req.eval_every)
@@ -319,8 +289,8 @@ def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, 
             on_progress("gbp", index + 1, total_batches)
     finally:
         if outcome.examples:
-            tracker.log_artifact(outcome.run_id, save_posterior(posterior, Path(scratch.name) / "posterior.npz"),
-                                 "posterior")
+            tracker.log_artifact(outcome.run_id, save_posterior(posterior, Path(scratch.name) / POSTERIOR_FILE),
+                                 POSTERIOR_FOLDER)
         scratch.cleanup()
         if train_iterations:
             outcome.seconds_per_iteration = train_seconds / train_iterations

@@ -21,9 +21,9 @@ from pipeline.methods import DEFAULT_METHOD, DeepMethod, load_method, parse_meth
 from pipeline.tracking import Tracker
 from stages.evaluate import image_quality
 from stages.infer import frame_denoiser
-from stages.ingest_video import NoiseSpec, Video, corrupt, read_video, resize_frames
-from stages.carry_posterior import check_posterior_fits, load_posterior
-from stages.log import (VideoWriter, check_video_output, filters_image, save_png, save_posterior, side_by_side,
+from stages.ingest_video import NoiseSpec, corrupt, read_video, resize_frames
+from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, load_posterior, save_posterior
+from stages.log import (VideoWriter, check_video_output, filters_image, save_png, side_by_side,
                         uncertainty_image)
 
 EMBEDDED_SAMPLE = Path(__file__).resolve().parent / "data" / "bear_sample"
@@ -128,13 +128,10 @@ def _resolved_methods(req: DenoiseRequest):
 
 
 def _starting_prior(req: DenoiseRequest, tracker: Tracker):
-    """The posterior named by --prior-from: a .npz path, or the last one a run saved."""
+    """The posterior named by --prior-from (a .npz path or a run id), or None."""
     if not req.prior_from:
         return None, ""
-    path = Path(req.prior_from)
-    if not path.is_file():  # a run id (even one that names an artifact folder in the working directory)
-        path = tracker.latest_artifact(req.prior_from, "posterior")
-    return load_posterior(path), str(req.prior_from)
+    return load_posterior(req.prior_from, tracker), str(req.prior_from)
 
 
 def run_denoise(req: DenoiseRequest, device_name: str,
@@ -212,7 +209,7 @@ def _run_method(tracker, name, config, source: FrameSource, req, settings, out: 
                 tracker.log_metrics(run_id, metrics, step=i)
                 if outcome.posterior:
                     npz = save_posterior(outcome.posterior, scratch / f"frame_{i:05d}.npz")
-                    tracker.log_artifact(run_id, npz, "posterior")
+                    tracker.log_artifact(run_id, npz, POSTERIOR_FOLDER)
                 if i % PREVIEW_EVERY == 0 or i == len(source.noisy) - 1:
                     panels = [noisy, outcome.estimate] + ([source.clean[i]] if source.clean else [])
                     png = save_png(side_by_side(panels), scratch / f"frame_{i:05d}.png")

@@ -82,17 +82,6 @@ def save_png(image: np.ndarray, path: Path) -> Path:
     return path
 
 
-def save_posterior(posterior: dict, path: Path) -> Path:
-    """Means and precisions of every learned parameter as ``<name>.eta`` / ``<name>.lam`` arrays."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for name, gaussian in posterior.items():
-        arrays[f"{name}.eta"] = np.asarray(gaussian.eta)
-        arrays[f"{name}.lam"] = np.asarray(gaussian.lam)
-    np.savez(path, **arrays)
-    return path
-
-
 def filters_image(filters: np.ndarray, scale: int = 16) -> np.ndarray:
     """Posterior mean filters (k, k, C, F) as one RGB tile per filter (each normalised to its own
     range, upscaled ``scale``× without smoothing), left to right."""

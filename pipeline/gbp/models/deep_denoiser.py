@@ -29,7 +29,7 @@ restarts every frame from zero messages and random coefficients).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
