@@ -20,6 +20,14 @@ def run_cli(args, capsys):
     return exited.value.code, captured.out, captured.err
 
 
+def assert_one_line_error(code, stdout, stderr, message):
+    """A refused command: exit 2 and one ``error: …`` line naming ``message``, no traceback."""
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
+    assert "Traceback" not in stderr + stdout
+
+
 def runs_by_method(uri, experiment):
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)

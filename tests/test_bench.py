@@ -1,7 +1,7 @@
 """`pipeline bench`: one fresh process per configuration, arguments checked before any starts."""
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import assert_one_line_error, run_cli
 from pipeline.bench import run_benchmarks
 
 
@@ -25,7 +25,4 @@ def test_bench_rows_report_time_memory_and_traffic_that_scales_with_the_frame():
     (["--compilers", "gcc"], "--compilers"),
 ])
 def test_bad_bench_arguments_are_one_line_errors(args, message, capsys):
-    code, _, stderr = run_cli(["bench", *args], capsys)
-    assert code == 2
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
+    assert_one_line_error(*run_cli(["bench", *args], capsys), message)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import finished_child_runs, run_cli, runs_by_method
+from cli_helpers import assert_one_line_error, finished_child_runs, run_cli, runs_by_method
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
@@ -70,19 +70,15 @@ def test_gbp_and_baselines_learn_and_log(tmp_path, tracking_uri, mnist_dir, caps
     (["--prior-from", "/nonexistent/posterior.npz"], "--prior-from: no file"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tracking_uri, mnist_dir, capsys):
-    code, _, stderr = run_cli(["continual", "mnist", "--method", "gbp", "--train-size", 50, *args,
-                               "--data-dir", mnist_dir, "--tracking-uri", tracking_uri], capsys)
-    assert code == 2
-    assert stderr.startswith("error: ") and stderr.strip().count("\n") == 0, stderr
-    assert message in stderr
+    assert_one_line_error(*run_cli(["continual", "mnist", "--method", "gbp", "--train-size", 50, *args,
+                                    "--data-dir", mnist_dir, "--tracking-uri", tracking_uri], capsys), message)
 
 
 def test_unknown_dataset_and_missing_data_dir(tmp_path, tracking_uri, capsys):
-    code, _, stderr = run_cli(["continual", "cifar", "--tracking-uri", tracking_uri], capsys)
-    assert code == 2 and stderr.startswith("error: unknown dataset 'cifar'")
-    code, _, stderr = run_cli(["continual", "mnist", "--data-dir", tmp_path / "nope", "--tracking-uri", tracking_uri],
-                              capsys)
-    assert code == 2 and "does not exist" in stderr and stderr.strip().count("\n") == 0
+    assert_one_line_error(*run_cli(["continual", "cifar", "--tracking-uri", tracking_uri], capsys),
+                          "unknown dataset 'cifar'")
+    assert_one_line_error(*run_cli(["continual", "mnist", "--data-dir", tmp_path / "nope",
+                                    "--tracking-uri", tracking_uri], capsys), "does not exist")
 
 
 def test_message_passing_baselines_run_as_child_runs_with_epochs(tracking_uri, mnist_dir, capsys):
@@ -113,8 +109,5 @@ def test_message_passing_baselines_run_as_child_runs_with_epochs(tracking_uri, m
     (["--method", "mf", "--hidden", "5,x"], "--hidden takes a comma list"),
 ])
 def test_bad_message_passing_options_are_one_line_errors(args, message, tracking_uri, mnist_dir, capsys):
-    code, _, stderr = run_cli(["continual", "mnist", "--train-size", 256, *args, "--data-dir", mnist_dir,
-                               "--tracking-uri", tracking_uri], capsys)
-    assert code == 2
-    assert stderr.startswith("error: ") and stderr.strip().count("\n") == 0, stderr
-    assert message in stderr
+    assert_one_line_error(*run_cli(["continual", "mnist", "--train-size", 256, *args, "--data-dir", mnist_dir,
+                                    "--tracking-uri", tracking_uri], capsys), message)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cli_helpers import run_cli, runs_by_method
+from cli_helpers import assert_one_line_error, run_cli, runs_by_method
 from stages.infer import FrameOutcome
 from stages.ingest_video import read_video
 
@@ -108,11 +108,7 @@ def test_bad_input_is_one_line_error_and_exit_2(args, message, tmp_path, trackin
     args = [a.format(text=text, badyaml=bad, file=blocker, folder=tmp_path) for a in args]
     if not any(a.startswith("sqlite") for a in args):
         args += ["--tracking-uri", tracking_uri]
-    code, stdout, stderr = run_cli(args, capsys)
-    assert code == 2
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
-    assert "Traceback" not in stderr + stdout
+    assert_one_line_error(*run_cli(args, capsys), message)
 
 
 def test_ctrl_c_marks_run_killed_and_keeps_finished_frames(tmp_path, tracking_uri):
@@ -204,12 +200,11 @@ def test_learned_model_saves_posteriors_and_a_new_video_can_start_from_them(tmp_
     assert third["single_layer"].data.params["carry.enabled"] == "False"
 
     # a posterior of another model does not fit
-    code, _, stderr = run_cli(["denoise", *common, "--model", "five_layer", "--experiment", "bad",
-                               "--prior-from", npz, "--output", tmp_path / "d.mp4"], capsys)
-    assert code == 2 and stderr.startswith("error: the posterior in") and len(stderr.strip().splitlines()) == 1
-    code, _, stderr = run_cli(["denoise", *common, "--model", "median3", "--prior-from", npz,
-                               "--output", tmp_path / "e.mp4"], capsys)
-    assert code == 2 and "--prior-from needs a learned model" in stderr
+    assert_one_line_error(*run_cli(["denoise", *common, "--model", "five_layer", "--experiment", "bad",
+                                    "--prior-from", npz, "--output", tmp_path / "d.mp4"], capsys),
+                          "error: the posterior in")
+    assert_one_line_error(*run_cli(["denoise", *common, "--model", "median3", "--prior-from", npz,
+                                    "--output", tmp_path / "e.mp4"], capsys), "--prior-from needs a learned model")
 
 
 def test_a_diverging_model_fails_in_one_line_and_keeps_finished_frames(tmp_path, tracking_uri, capsys, monkeypatch):
