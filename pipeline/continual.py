@@ -136,23 +136,26 @@ def load_baseline_config(name: str):
 MP_METHODS = ("bp", "amp", "mf")
 
 
-def _check_message_passing_options(req: ContinualRequest, names: list[str]) -> None:
-    """--epochs/--hidden/--task configure only bp/amp/mf: reject them (and bad epochs) otherwise.
-
-    gbp and cnn are continual learners that see every example once; linear is a several-epoch
-    reference whose epochs live in configs/continual/linear.yaml.
-    """
-    given = [flag for flag, value in (("--epochs", req.epochs), ("--hidden", req.hidden), ("--task", req.task))
-             if value is not None]
-    if given and not any(n in MP_METHODS for n in names):
-        raise PipelineError(f"{given[0]} applies only to bp, amp and mf (gbp and cnn learn in one pass, linear "
-                            f"takes its epochs from configs/continual/linear.yaml); add one of them to --method")
+def _check_method_options(req: ContinualRequest, names: list[str]) -> None:
+    """Options that configure one family of methods are refused when none of it runs, rather
+    than silently ignored: --config, --iterations, --test-iterations and --prior-from configure
+    gbp; --epochs, --hidden and --task configure bp/amp/mf (gbp and cnn are continual learners
+    that see every example once; linear's epochs live in configs/continual/linear.yaml)."""
+    owners = {"gbp": ("gbp",), "bp, amp and mf": MP_METHODS}
+    options = {"gbp": (("--config", req.gbp_config), ("--iterations", req.iterations),
+                       ("--test-iterations", req.test_iterations), ("--prior-from", req.prior_from)),
+               "bp, amp and mf": (("--epochs", req.epochs), ("--hidden", req.hidden), ("--task", req.task))}
+    for family, methods in owners.items():
+        given = [flag for flag, value in options[family] if value is not None]
+        if given and not set(methods) & set(names):
+            raise PipelineError(f"{given[0]} applies only to {family}; add {'it' if len(methods) == 1 else 'one of them'}"
+                                f" to --method (running {','.join(names)})")
     if req.epochs is not None:
         require(req.epochs >= 1, f"--epochs must be ≥ 1, got {req.epochs}")
 
 
 def _resolve_configs(req: ContinualRequest, names: list[str]) -> dict:
-    _check_message_passing_options(req, names)
+    _check_method_options(req, names)
     configs = {}
     for name in names:
         if name == "gbp":

@@ -107,7 +107,10 @@ def test_message_passing_baselines_run_as_child_runs_with_epochs(tracking_uri, m
     (["--method", "linear", "--task", "2class"], "--task applies only to bp, amp and mf"),
     (["--method", "mf", "--task", "3class"], "unknown task '3class'"),
     (["--method", "mf", "--hidden", "5,x"], "--hidden takes a comma list"),
+    (["--method", "linear", "--config", "mnist_gbp"], "--config applies only to gbp"),
+    (["--method", "cnn,bp", "--iterations", "5"], "--iterations applies only to gbp"),
+    (["--method", "linear", "--prior-from", "posterior.npz"], "--prior-from applies only to gbp"),
 ])
-def test_bad_message_passing_options_are_one_line_errors(args, message, tracking_uri, mnist_dir, capsys):
+def test_options_of_methods_that_do_not_run_are_one_line_errors(args, message, tracking_uri, mnist_dir, capsys):
     assert_one_line_error(*run_cli(["continual", "mnist", "--train-size", 256, *args, "--data-dir", mnist_dir,
                                     "--tracking-uri", tracking_uri], capsys), message)
