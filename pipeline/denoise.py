@@ -122,8 +122,13 @@ def _resolved_methods(req: DenoiseRequest):
         if isinstance(config, DeepMethod) and not req.carry:
             config = with_overrides(config, carry=with_overrides(config.carry, enabled=False))
         configs[name] = config
-    if req.prior_from and not any(isinstance(c, DeepMethod) for c in configs.values()):
+    learned = any(isinstance(c, DeepMethod) for c in configs.values())
+    if req.prior_from and not learned:
         raise PipelineError("--prior-from needs a learned model (e.g. --model single_layer)")
+    if not req.carry and not learned:
+        raise PipelineError("--no-carry needs a learned model (e.g. --model single_layer)")
+    if req.iterations is not None and not any(c.is_gbp for c in configs.values()):
+        raise PipelineError("--iterations needs a GBP model (pairwise, single_layer, five_layer)")
     return configs
 
 
