@@ -60,6 +60,8 @@ class Tracker:
 
         for name in ("mlflow", "alembic", "sqlalchemy"):  # after import: mlflow sets its own levels
             logging.getLogger(name).setLevel(logging.WARNING)
+        # its retries and tracebacks on a failing database: the failure itself reaches the user as one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
@@ -73,35 +75,46 @@ class Tracker:
         mlflow.set_tracking_uri(self.uri)
         self.experiment = experiment
 
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Any failure of the store while writing (locked, disk full, removed) as one PipelineError."""
+        try:
+            yield
+        except PipelineError:
+            raise
+        except Exception as exc:
+            raise PipelineError(f"cannot write {what} to the tracking store {self.uri}: {_first_line(exc)}") from None
+
     def start_run(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
         """Create a run (a child of ``parent_id`` if given); return its id."""
         tags = dict(tags)
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
-        try:
-            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        except Exception as exc:
-            raise PipelineError(f"cannot write to the tracking store {self.uri}: {_first_line(exc)}") from None
-        return run.info.run_id
+        with self._writing("a new run"):
+            return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
-        for i in range(0, len(items), 100):  # MLflow's batch limit for params
-            self.client.log_batch(run_id, params=items[i:i + 100])
+        with self._writing("params"):
+            for i in range(0, len(items), 100):  # MLflow's batch limit for params
+                self.client.log_batch(run_id, params=items[i:i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        with self._writing("metrics"):
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), artifact_path)
+        with self._writing(f"artifact {Path(path).name}"):
+            self.client.log_artifact(run_id, str(path), artifact_path)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self.client.log_text(run_id, text, artifact_file)
+        with self._writing(f"artifact {artifact_file}"):
+            self.client.log_text(run_id, text, artifact_file)
 
     def latest_artifact(self, run_id: str, folder: str) -> Path:
         """Download the last file (by name) of a run's artifact folder; return its local path."""
@@ -114,11 +127,15 @@ class Tracker:
             raise PipelineError(f"run {run_id} has no {folder}/ artifacts")
         return Path(self.client.download_artifacts(run_id, files[-1]))
 
-    def set_tag(self, run_id: str, key: str, value: str) -> None:
-        self.client.set_tag(run_id, key, value)
-
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
+        with self._writing(f"run status {status}"):
+            self.client.set_terminated(run_id, status=status)
+
+    def _end_after_failure(self, run_id: str, status: str) -> None:
+        """Mark a run KILLED/FAILED if the store still takes writes; the error being raised
+        (perhaps that very store failing) matters more than this one."""
+        with contextlib.suppress(PipelineError):
+            self.end_run(run_id, status)
 
     @contextlib.contextmanager
     def run(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> Iterator[str]:
@@ -127,9 +144,9 @@ class Tracker:
         try:
             yield run_id
         except KeyboardInterrupt:
-            self.end_run(run_id, "KILLED")
+            self._end_after_failure(run_id, "KILLED")
             raise
         except BaseException:
-            self.end_run(run_id, "FAILED")
+            self._end_after_failure(run_id, "FAILED")
             raise
         self.end_run(run_id, "FINISHED")

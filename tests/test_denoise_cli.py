@@ -209,6 +209,28 @@ def test_learned_model_saves_posteriors_and_a_new_video_can_start_from_them(tmp_
                                     "--output", tmp_path / "e.mp4"], capsys), "--prior-from needs a learned model")
 
 
+def test_a_store_failing_mid_run_is_one_line_and_the_run_keeps_its_finished_frames(tmp_path, tracking_uri, capsys,
+                                                                                     monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient as Client
+
+    log_batch = Client.log_batch
+
+    def locked_from_second_frame(self, run_id, metrics=(), **kwargs):
+        if any(m.key == "psnr" and m.step == 1 for m in metrics):
+            raise MlflowException("(sqlite3.OperationalError) database is locked\n[SQL: INSERT ...]")
+        return log_batch(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(Client, "log_batch", locked_from_second_frame)
+    code, stdout, stderr = run_cli(["denoise", "--model", "median3", "--frames", 3, "--tracking-uri", tracking_uri,
+                                    "--output", tmp_path / "o.mp4", "--experiment", "locked"], capsys)
+    assert_one_line_error(code, stdout, stderr, "cannot write metrics to the tracking store")
+    assert "database is locked" in stderr
+    client, runs = runs_by_method(tracking_uri, "locked")
+    assert runs["median3"].info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(runs["median3"].info.run_id, "psnr")] == [0]
+
+
 def test_a_diverging_model_fails_in_one_line_and_keeps_finished_frames(tmp_path, tracking_uri, capsys, monkeypatch):
     def nan_from_second_frame(name, config, seed, prior=None):
         frames = []
