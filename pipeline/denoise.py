@@ -19,10 +19,10 @@ from pipeline.errors import PipelineError
 from pipeline.interrupt import raise_if_interrupted
 from pipeline.methods import DEFAULT_METHOD, DeepMethod, load_method, parse_method_list
 from pipeline.tracking import Tracker
+from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, load_posterior, save_posterior
 from stages.evaluate import image_quality
 from stages.infer import frame_denoiser
 from stages.ingest_video import NoiseSpec, corrupt, read_video, resize_frames
-from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, load_posterior, save_posterior
 from stages.log import (VideoWriter, check_video_output, filters_image, save_png, side_by_side,
                         uncertainty_image)
 
