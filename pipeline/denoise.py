@@ -22,7 +22,7 @@ from pipeline.tracking import Tracker
 from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, load_posterior, save_posterior
 from stages.evaluate import image_quality
 from stages.infer import frame_denoiser
-from stages.ingest_video import NoiseSpec, corrupt, read_video, resize_frames
+from stages.ingest_video import NoiseSpec, corrupt, read_video
 from stages.log import (VideoWriter, check_video_output, filters_image, save_png, side_by_side,
                         uncertainty_image)
 
@@ -79,16 +79,16 @@ class FrameSource:
 def prepare_frames(req: DenoiseRequest) -> FrameSource:
     """Ingest stage for a run: read, resize, corrupt (seeded per frame), pair with references."""
     embedded = req.input is None
-    video = read_video(EMBEDDED_SAMPLE if embedded else req.input, req.start, req.frames)
     noise = NoiseSpec.parse(req.noise or ("impulse:0.1" if embedded else "none"))
-    frames = resize_frames(video.frames, req.height, req.width)
+    video = read_video(EMBEDDED_SAMPLE if embedded else req.input, req.start, req.frames, req.height, req.width)
+    frames = video.frames
     clean = None
     if req.reference is not None:
-        ref = read_video(req.reference, req.start, len(frames))
+        ref = read_video(req.reference, req.start, len(frames), *frames[0].shape[:2])
         if len(ref.frames) != len(frames):
             raise PipelineError(f"--reference has {len(ref.frames)} frames from --start {req.start}, "
                                 f"the input has {len(frames)}")
-        clean = resize_frames(ref.frames, *frames[0].shape[:2])
+        clean = ref.frames
         if clean[0].shape != frames[0].shape:
             raise PipelineError(f"--reference frames are {clean[0].shape}, input frames {frames[0].shape}")
     elif noise.kind != "none":

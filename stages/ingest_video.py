@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -67,69 +68,81 @@ def _to_unit_float(frame: np.ndarray) -> np.ndarray:
     return np.clip(frame.astype(np.float32), 0.0, 1.0)
 
 
-def _read_folder(folder: Path, start: int, count: int | None) -> Video:
+Images = Iterator[np.ndarray]  # decoded frames, as the reader gives them (uint8 or float)
+
+
+def _folder_images(folder: Path, start: int, count: int | None) -> Images:
     import cv2
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise PipelineError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
-    files = files[start:] if count is None else files[start:start + count]
-    frames = []
-    for path in files:
+    for path in files[start:] if count is None else files[start:start + count]:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise PipelineError(f"cannot read image {path}")
         if image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-        frames.append(_to_unit_float(image))
-    return Video(frames, DEFAULT_FPS, str(folder))
+        yield image
 
 
-def _read_with_opencv(path: Path, start: int, count: int | None) -> Video | None:
+def _opencv_images(path: Path, start: int, count: int | None) -> tuple[float, Images] | None:
+    """(fps, frames) if OpenCV decodes at least one frame of ``path``, else None."""
     import cv2
 
     capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            return None
-        fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
-        frames, index = [], 0
-        while count is None or len(frames) < count:
-            ok, image = capture.read()
-            if not ok:
-                break
-            if index >= start:
-                if image.ndim == 3:
-                    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-                frames.append(_to_unit_float(image))
-            index += 1
-        if not frames and index == 0:
-            return None  # opened but decoded nothing: let imageio try
-        return Video(frames, float(fps), str(path))
-    finally:
+    ok, first = capture.read() if capture.isOpened() else (False, None)
+    if not ok:
         capture.release()
+        return None  # not a video OpenCV can decode: let imageio try
+
+    def images() -> Images:
+        try:
+            image, index, given = first, 0, 0
+            while image is not None and (count is None or given < count):
+                if index >= start:
+                    yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image
+                    given += 1
+                ok, image = capture.read()
+                image, index = (image if ok else None), index + 1
+        finally:
+            capture.release()
+
+    return float(capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS), images()
 
 
-def _read_with_imageio(path: Path, start: int, count: int | None) -> Video:
+def _imageio_images(path: Path, start: int, count: int | None) -> tuple[float, Images]:
     import imageio.v3 as iio
+
+    def unreadable(exc: Exception) -> PipelineError:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return PipelineError(f"cannot read {path} as a video or image: {first_line}")
 
     try:
         meta = iio.immeta(path)
         fps = float(meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else DEFAULT_FPS))
-        frames = []
-        for index, image in enumerate(iio.imiter(path)):
-            if index < start:
-                continue
-            if count is not None and len(frames) >= count:
-                break
-            frames.append(_to_unit_float(np.asarray(image)))
     except Exception as exc:  # imageio raises many types for unreadable input
-        raise PipelineError(f"cannot read {path} as a video or image: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    return Video(frames, fps, str(path))
+        raise unreadable(exc) from None
+
+    def images() -> Images:
+        try:
+            for index, image in enumerate(iio.imiter(path)):
+                if count is not None and index >= start + count:
+                    break
+                if index >= start:
+                    yield np.asarray(image)
+        except Exception as exc:
+            raise unreadable(exc) from None
+
+    return fps, images()
 
 
-def read_video(path: str | os.PathLike, start: int = 0, count: int | None = None) -> Video:
-    """Read frames ``start … start+count−1`` of a video file or an image folder."""
+def read_video(path: str | os.PathLike, start: int = 0, count: int | None = None,
+               height: int | None = None, width: int | None = None) -> Video:
+    """Read frames ``start … start+count−1`` of a video file or an image folder, resized to
+    ``height`` × ``width`` (see ``target_size``) as each is decoded, so that memory holds only
+    the frames at the size they are used (a long full-HD video read at 258 pixels high needs
+    ~0.5 MB per frame, not the 25 MB of its float frames)."""
     path = Path(path)
     if start < 0:
         raise PipelineError(f"--start must be ≥ 0, got {start}")
@@ -138,38 +151,49 @@ def read_video(path: str | os.PathLike, start: int = 0, count: int | None = None
     if not path.exists():
         raise PipelineError(f"input not found: {path}")
     if path.is_dir():
-        video = _read_folder(path, start, count)
+        fps, images = DEFAULT_FPS, _folder_images(path, start, count)
     elif not os.access(path, os.R_OK):
         raise PipelineError(f"input is not readable (permissions): {path}")
     elif path.suffix.lower() in IMAGE_SUFFIXES:
-        video = _read_with_imageio(path, start, count)
+        fps, images = _imageio_images(path, start, count)
     else:
-        video = _read_with_opencv(path, start, count) or _read_with_imageio(path, start, count)
-    if not video.frames:
+        fps, images = _opencv_images(path, start, count) or _imageio_images(path, start, count)
+    frames, first_shape, size = [], None, None
+    for image in images:
+        frame = _to_unit_float(image)
+        if first_shape is None:
+            first_shape, size = frame.shape, target_size(frame.shape[:2], height, width)
+        elif frame.shape != first_shape and (height is None or width is None):
+            raise PipelineError(f"frames of {path} differ in size ({first_shape} and {frame.shape}); "
+                                f"give both --height and --width")
+        frames.append(resize_frame(frame, size))
+    if not frames:
         raise PipelineError(f"no frames to process in {path} (start {start})")
-    shapes = {f.shape for f in video.frames}
-    if len(shapes) > 1:
-        raise PipelineError(f"frames of {path} differ in size ({sorted(shapes)[:2]}…); use --height/--width")
-    return video
+    return Video(frames, fps, str(path))
 
 
-def resize_frames(frames: list[np.ndarray], height: int | None, width: int | None) -> list[np.ndarray]:
-    """Antialiased bilinear resize to (height, width); a missing side keeps the aspect ratio."""
+def target_size(shape: tuple[int, int], height: int | None, width: int | None) -> tuple[int, int]:
+    """(height, width) to resize a ``shape`` frame to; a missing side keeps the aspect ratio."""
+    h0, w0 = shape
     if height is None and width is None:
-        return frames
-    h0, w0 = frames[0].shape[:2]
+        return h0, w0
     if height is None:
         height = max(1, round(h0 * width / w0))
     if width is None:
         width = max(1, round(w0 * height / h0))
     if height < 3 or width < 3:
         raise PipelineError(f"frames must be at least 3×3 pixels, asked for {height}×{width}")
-    if (height, width) == (h0, w0):
-        return frames
+    return height, width
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Antialiased bilinear resize of one (H, W, C) frame to ``size`` = (height, width)."""
+    if tuple(size) == frame.shape[:2]:
+        return frame
     import tensorflow as tf
 
-    batch = tf.image.resize(np.stack(frames), (height, width), method="bilinear", antialias=True)
-    return list(np.clip(batch.numpy(), 0.0, 1.0).astype(np.float32))
+    resized = tf.image.resize(frame[None], size, method="bilinear", antialias=True)[0]
+    return np.clip(resized.numpy(), 0.0, 1.0).astype(np.float32)
 
 
 def corrupt(frame: np.ndarray, noise: NoiseSpec, seed: int, frame_index: int) -> np.ndarray:

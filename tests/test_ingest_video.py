@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from stages.ingest_video import NoiseSpec, corrupt, read_video, resize_frames
+from stages.ingest_video import NoiseSpec, corrupt, read_video, resize_frame
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi", ".mkv", ".mov", ".gif"])
@@ -30,7 +30,7 @@ def test_reads_common_video_containers(tmp_path, suffix):
 def test_resize_is_antialiased():
     """A 1-pixel checkerboard downscaled 4× must average to grey, not alias into stripes."""
     board = (np.indices((64, 64)).sum(axis=0) % 2).astype(np.float32)[:, :, None]
-    small = resize_frames([board], 16, 16)[0]
+    small = resize_frame(board, (16, 16))
     assert small.shape == (16, 16, 1)
     assert np.abs(small - 0.5).max() < 0.05
 
@@ -49,3 +49,16 @@ def test_impulse_noise_hits_the_fraction_of_locations_with_all_channels():
 def test_bad_noise_specs_are_rejected(text):
     with pytest.raises(PipelineError):
         NoiseSpec.parse(text)
+
+
+def test_frames_of_different_sizes_need_an_explicit_size(tmp_path):
+    import cv2
+
+    for i, (h, w) in enumerate([(40, 60), (44, 66), (40, 60)]):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((h, w, 3), 60 * i, np.uint8))
+    with pytest.raises(PipelineError, match="give both --height and --width"):
+        read_video(tmp_path, height=20)
+    video = read_video(tmp_path, height=20, width=30)  # each frame resized as it is read
+    assert [f.shape for f in video.frames] == [(20, 30, 3)] * 3
+    assert abs(float(video.frames[1].mean()) - 60 / 255) < 1e-3
+    assert read_video(tmp_path, start=1, count=1, height=22).frames[0].shape == (22, 33, 3)
