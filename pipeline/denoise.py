@@ -113,7 +113,7 @@ def output_path(req: DenoiseRequest, source: FrameSource, method: str, several: 
 
 def _resolved_methods(req: DenoiseRequest):
     configs = {}
-    for name in parse_method_list(req.methods or DEFAULT_METHOD):
+    for name in parse_method_list(DEFAULT_METHOD if req.methods is None else req.methods):
         config = load_method(name)
         if config.is_gbp and req.iterations is not None:
             if req.iterations < 1:
