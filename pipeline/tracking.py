@@ -31,6 +31,25 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
 
 
+@contextlib.contextmanager
+def _one_process_at_a_time(db: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on ``<db>.lock`` (POSIX): MLflow creates and migrates a SQLite
+    schema without a lock of its own, so processes opening a new store together corrupt it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        fcntl = None
+    if db is None or fcntl is None:
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -64,12 +83,13 @@ class Tracker:
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            found = self.client.get_experiment_by_name(experiment)
-            if found is None:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root)
-            else:
-                self.experiment_id = found.experiment_id
+            with _one_process_at_a_time(db):  # schema creation and find-or-create of the experiment
+                self.client = MlflowClient(tracking_uri=self.uri)
+                found = self.client.get_experiment_by_name(experiment)
+                if found is None:
+                    self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root)
+                else:
+                    self.experiment_id = found.experiment_id
         except Exception as exc:  # sqlalchemy / mlflow errors of an unusable store
             raise PipelineError(f"cannot use the tracking store {self.uri}: {_first_line(exc)}") from None
         mlflow.set_tracking_uri(self.uri)

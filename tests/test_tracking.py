@@ -1,0 +1,22 @@
+"""The MLflow store: shared safely by several processes."""
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+OPEN_AND_LOG_ONE_RUN = ("import sys; from pipeline.tracking import Tracker; "
+                        "t = Tracker(sys.argv[1], 'shared'); t.end_run(t.start_run('run', {}))")
+
+
+def test_processes_opening_a_new_store_together_all_succeed(tracking_uri):
+    """MLflow creates a SQLite schema without locking; four processes doing it at once left
+    'table … already exists' / 'online migration' errors and a store no later run could open."""
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AND_LOG_ONE_RUN, tracking_uri], cwd=REPO,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [e.strip().splitlines()[-1:] for e in errors]
+    client = MlflowClient(tracking_uri=tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("shared").experiment_id])
+    assert [r.info.status for r in runs] == ["FINISHED"] * 4
