@@ -1,11 +1,12 @@
 """Ingest: a video file or a folder of frames → float frames (H, W, C) in [0, 1].
 
-Any file OpenCV or imageio can read (mp4, avi, mov, mkv, gif, …) or a folder of images (sorted
-by name).  Frames keep their colour channels (RGB order; grayscale stays 1 channel).  Optional
-resize uses antialiased bilinear interpolation (``tf.image.resize(..., antialias=True)``, the
-triangle filter PIL's BILINEAR uses when downscaling), because plain ``cv2.INTER_LINEAR``
-aliases and moves PSNR by several dB.  Optional synthetic corruption: impulse noise on a
-fraction of pixel *locations*, all channels of each replaced by U(0, 1), seeded per frame.
+Any file OpenCV or imageio can read (mp4, avi, mov, mkv, gif, …) or a folder of images (in
+natural name order: frame_2 before frame_10).  Frames keep their colour channels (RGB order;
+grayscale stays 1 channel).  Optional resize uses antialiased bilinear interpolation
+(``tf.image.resize(..., antialias=True)``, the triangle filter PIL's BILINEAR uses when
+downscaling), because plain ``cv2.INTER_LINEAR`` aliases and moves PSNR by several dB.  Optional
+synthetic corruption: impulse noise on a fraction of pixel *locations*, all channels of each
+replaced by U(0, 1), seeded per frame.
 """
 from __future__ import annotations
 
@@ -71,10 +72,15 @@ def _to_unit_float(frame: np.ndarray) -> np.ndarray:
 Images = Iterator[np.ndarray]  # decoded frames, as the reader gives them (uint8 or float)
 
 
+def _natural_order(path: Path) -> list:
+    """Sort key that puts frame_2.png before frame_10.png (numbers compared as numbers)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", path.name)]
+
+
 def _folder_images(folder: Path, start: int, count: int | None) -> Images:
     import cv2
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_order)
     if not files:
         raise PipelineError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
     for path in files[start:] if count is None else files[start:start + count]:

@@ -62,3 +62,12 @@ def test_frames_of_different_sizes_need_an_explicit_size(tmp_path):
     assert [f.shape for f in video.frames] == [(20, 30, 3)] * 3
     assert abs(float(video.frames[1].mean()) - 60 / 255) < 1e-3
     assert read_video(tmp_path, start=1, count=1, height=22).frames[0].shape == (22, 33, 3)
+
+
+def test_a_folder_is_read_in_natural_name_order(tmp_path):
+    import cv2
+
+    for number in (1, 2, 10, 11):  # as ffmpeg's %d writes them: 1, 10, 11, 2 in plain string order
+        cv2.imwrite(str(tmp_path / f"frame_{number}.png"), np.full((8, 8, 3), 10 * number, np.uint8))
+    levels = [round(float(f.mean()) * 255) for f in read_video(tmp_path).frames]
+    assert levels == [10, 20, 100, 110]
