@@ -138,8 +138,11 @@ def _load_file(name: str, path: Path) -> ImageDataset | None:
             arrays = {k: data[k] for k in IDX_FILES}
     except PipelineError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise PipelineError(f"cannot read {path}: {exc}; delete or replace the file".replace("\n", " "))
+    except ValueError:  # numpy's reading of a file that is not an archive (it suggests allow_pickle)
+        raise PipelineError(f"{path} is not an .npz archive (corrupt or incomplete download?); "
+                            f"delete or replace the file") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise PipelineError(f"cannot read {path}: {exc}; delete or replace the file".replace("\n", " ")) from None
     return _validated(name, arrays, str(path))
 
 

@@ -117,7 +117,11 @@ def test_unknown_name_and_missing_dir(tmp_path):
 
 def test_corrupt_and_malformed_files(tmp_path):
     (tmp_path / "mnist.npz").write_bytes(b"this is not a zip file")
-    with pytest.raises(PipelineError, match="cannot read"):
+    with pytest.raises(PipelineError, match="is not an .npz archive .*delete or replace"):
+        load_dataset("mnist", tmp_path)
+    np.savez(tmp_path / "whole.npz", **_arrays())
+    (tmp_path / "mnist.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:100])  # a cut-off download
+    with pytest.raises(PipelineError, match="cannot read .*delete or replace"):
         load_dataset("mnist", tmp_path)
 
     bad_shape = _arrays()
