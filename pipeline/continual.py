@@ -19,6 +19,7 @@ compiled call of each loop is excluded).  GBP's parameter posterior is logged as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -210,6 +211,13 @@ def run_continual(req: ContinualRequest, device_name: str,
     configs = _resolve_configs(req, names)  # validate before touching data or the store
     data = ingest_dataset(req.dataset, req.data_dir, req.train_size, req.test_size, req.seed)
     tracker = Tracker(req.tracking_uri, req.experiment)
+    starting_prior = None
+    if req.prior_from is not None:  # read before any run starts (only given with gbp: _check_method_options)
+        from stages.carry_posterior import load_posterior
+
+        starting_prior = load_posterior(req.prior_from, tracker, configs["gbp"].graph.dtype)
+    runners = {"gbp": functools.partial(_run_gbp, starting_prior=starting_prior), "linear": _run_linear,
+               "cnn": _run_cnn}
     settings = {"dataset": req.dataset, "data_source": data.source, "train_size": len(data.x_train),
                 "test_size": len(data.x_test), "eval_every": req.eval_every or len(data.x_train),
                 "seed": req.seed, "device": device_name, "prior_from": req.prior_from or ""}
@@ -218,20 +226,24 @@ def run_continual(req: ContinualRequest, device_name: str,
         with tracker.run(f"continual {req.dataset} {','.join(names)}", {"method": ",".join(names)}) as parent:
             tracker.log_params(parent, settings)
             for name in names:
-                outcomes.append(_run_method(tracker, name, configs[name], data, req, settings, parent, on_progress))
+                outcomes.append(_run_method(tracker, name, configs[name], runners.get(name, _run_message_passing),
+                                            data, req, settings, parent, on_progress))
     else:
-        outcomes.append(_run_method(tracker, names[0], configs[names[0]], data, req, settings, None, on_progress))
+        name = names[0]
+        outcomes.append(_run_method(tracker, name, configs[name], runners.get(name, _run_message_passing),
+                                    data, req, settings, None, on_progress))
     return outcomes
 
 
-def _run_method(tracker, name, config, data, req, settings, parent_id, on_progress) -> MethodOutcome:
+def _run_method(tracker, name, config, runner, data, req, settings, parent_id, on_progress) -> MethodOutcome:
+    """One method's child run: ``runner(tracker, outcome, config, data, req, on_progress)`` trains
+    and evaluates, logging as it goes; timings and examples seen are logged even if it fails."""
     with tracker.run(name, {"method": name, "dataset": req.dataset}, parent_id) as run_id:
         tracker.log_params(run_id, {**settings, **flatten(config)})
         tracker.log_text(run_id, to_yaml(config), "config/resolved.yaml")
         outcome = MethodOutcome(name, run_id)
         started = time.perf_counter()
         try:
-            runner = {"gbp": _run_gbp, "linear": _run_linear, "cnn": _run_cnn}.get(name, _run_message_passing)
             runner(tracker, outcome, config, data, req, on_progress)
         finally:
             outcome.seconds_total = time.perf_counter() - started
@@ -249,18 +261,19 @@ def _eval_points(n: int, eval_every: int | None) -> set[int]:
     return set(range(every, n + 1, every)) | {n}
 
 
-def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, req, on_progress):
+def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, req, on_progress,
+             starting_prior=None):
     from pipeline.gbp.filtering import carry_posterior
     from pipeline.gbp.models.classifier import GBPClassifier
-    from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, load_posterior, save_posterior
+    from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, save_posterior
     from stages.ingest_dataset import as_images, minibatches
 
     model = GBPClassifier(config.graph, as_images(data.x_train[:1]).shape[1:])
     original = model.initial_prior()
     prior = original
-    if req.prior_from is not None:
-        prior = load_posterior(req.prior_from, tracker, model.dtype)
-        check_posterior_fits(prior, original, req.prior_from)
+    if starting_prior is not None:
+        check_posterior_fits(starting_prior, original, req.prior_from)
+        prior = starting_prior
     n = len(data.x_train)
     total_batches = -(-n // config.batch_size)
     evals = _eval_points(n, req.eval_every)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
 
 from cli_helpers import assert_one_line_error, finished_child_runs, run_cli, runs_by_method
 
@@ -72,6 +73,17 @@ def test_gbp_and_baselines_learn_and_log(tmp_path, tracking_uri, mnist_dir, caps
 def test_bad_input_is_one_line_and_exit_2(args, message, tracking_uri, mnist_dir, capsys):
     assert_one_line_error(*run_cli(["continual", "mnist", "--method", "gbp", "--train-size", 50, *args,
                                     "--data-dir", mnist_dir, "--tracking-uri", tracking_uri], capsys), message)
+
+
+def test_a_bad_prior_is_refused_before_any_run_starts(tmp_path, tracking_uri, mnist_dir, capsys):
+    not_a_posterior = tmp_path / "posterior.npz"
+    not_a_posterior.write_text("not an archive")
+    assert_one_line_error(*run_cli(["continual", "mnist", "--method", "gbp,linear", "--train-size", 50,
+                                    "--prior-from", not_a_posterior, "--data-dir", mnist_dir,
+                                    "--tracking-uri", tracking_uri, "--experiment", "bad-prior"], capsys),
+                          "is not a saved posterior")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    assert client.search_runs([client.get_experiment_by_name("bad-prior").experiment_id]) == []
 
 
 def test_unknown_dataset_and_missing_data_dir(tmp_path, tracking_uri, capsys):
