@@ -55,6 +55,21 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _check_reachable(uri: str) -> None:
+    """Fail at once on a tracking server that does not answer (MLflow retries a refused
+    connection for about four minutes before giving up)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).close()
+    except urllib.error.HTTPError:
+        pass  # it answered; MLflow's own calls will tell whether it is an MLflow server
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PipelineError(f"cannot reach the tracking server {uri}: {reason}") from None
+
+
 class Tracker:
     """A connection to one MLflow store and experiment."""
 
@@ -62,6 +77,12 @@ class Tracker:
         self.uri = resolve_tracking_uri(tracking_uri)
         artifact_root = None
         db = _sqlite_path(self.uri)
+        folder_store = "://" not in self.uri or self.uri.startswith("file:")
+        if folder_store and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":  # MLflow's opt-out
+            raise PipelineError(f"MLflow 3 keeps runs in a database, not in the folder {self.uri}; "
+                                f"use e.g. --tracking-uri sqlite:///{self.uri.removeprefix('file://')}/mlflow.db")
+        if self.uri.startswith(("http://", "https://")):
+            _check_reachable(self.uri)
         if db is not None:
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
