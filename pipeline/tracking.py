@@ -70,31 +70,39 @@ def _check_reachable(uri: str) -> None:
         raise PipelineError(f"cannot reach the tracking server {uri}: {reason}") from None
 
 
+def _check_store(uri: str) -> None:
+    """Refuse at once, in one line, a store MLflow would refuse slowly or at length: a folder
+    (MLflow 3 writes databases only), a server that does not answer, a SQLite file that cannot
+    be created, opened or written."""
+    folder_store = "://" not in uri or uri.startswith("file:")
+    if folder_store and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":  # MLflow's opt-out
+        raise PipelineError(f"MLflow 3 keeps runs in a database, not in the folder {uri}; "
+                            f"use e.g. --tracking-uri sqlite:///{uri.removeprefix('file://')}/mlflow.db")
+    if uri.startswith(("http://", "https://")):
+        _check_reachable(uri)
+    db = _sqlite_path(uri)
+    if db is None:
+        return
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"cannot create the tracking store folder {db.parent}: {exc.strerror}") from None
+    if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        raise PipelineError(f"the tracking store {db} is not writable; choose another with --tracking-uri")
+    try:  # MLflow retries an unopenable database for ~2 minutes
+        sqlite3.connect(db).close()
+    except sqlite3.Error as exc:
+        raise PipelineError(f"cannot open the tracking store {db} ({exc}); choose another with --tracking-uri") from None
+
+
 class Tracker:
     """A connection to one MLflow store and experiment."""
 
     def __init__(self, tracking_uri: str | None, experiment: str):
         self.uri = resolve_tracking_uri(tracking_uri)
-        artifact_root = None
+        _check_store(self.uri)
         db = _sqlite_path(self.uri)
-        folder_store = "://" not in self.uri or self.uri.startswith("file:")
-        if folder_store and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":  # MLflow's opt-out
-            raise PipelineError(f"MLflow 3 keeps runs in a database, not in the folder {self.uri}; "
-                                f"use e.g. --tracking-uri sqlite:///{self.uri.removeprefix('file://')}/mlflow.db")
-        if self.uri.startswith(("http://", "https://")):
-            _check_reachable(self.uri)
-        if db is not None:
-            try:
-                db.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise PipelineError(f"cannot create the tracking store folder {db.parent}: {exc.strerror}") from None
-            if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-                raise PipelineError(f"the tracking store {db} is not writable; choose another with --tracking-uri")
-            try:  # MLflow retries an unopenable database for ~2 minutes; fail at once instead
-                sqlite3.connect(db).close()
-            except sqlite3.Error as exc:
-                raise PipelineError(f"cannot open the tracking store {db} ({exc}); choose another with --tracking-uri") from None
-            artifact_root = db.parent.resolve().as_uri()
+        artifact_root = db.parent.resolve().as_uri() if db is not None else None  # mlruns/ next to mlflow.db
         import mlflow
         from mlflow.tracking import MlflowClient
 
