@@ -15,7 +15,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # OpenCV's ffmpeg: quiet 
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from pipeline import interrupt
@@ -57,7 +58,7 @@ def denoise(
                              carry=not no_carry, prior_from=prior_from)
     device_name = select_device(device)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=err, transient=True,
                   disable=not err.is_terminal) as progress:
         tasks: dict[str, int] = {}
 

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 out = Console()
@@ -42,7 +43,8 @@ def continual(
                                experiment, iterations, test_iterations, config, prior_from, hidden, task, epochs)
     device_name = select_device(device)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err, transient=False)
+                        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=err,
+                        transient=False)
     tasks: dict[str, int] = {}
 
     def on_progress(name: str, done: int, total: int) -> None:
