@@ -132,13 +132,6 @@ def _resolved_methods(req: DenoiseRequest):
     return configs
 
 
-def _starting_prior(req: DenoiseRequest, tracker: Tracker):
-    """The posterior named by --prior-from (a .npz path or a run id), or None."""
-    if not req.prior_from:
-        return None, ""
-    return load_posterior(req.prior_from, tracker), str(req.prior_from)
-
-
 def run_denoise(req: DenoiseRequest, device_name: str,
                 on_frame: Callable[[str, int, int], None] = lambda method, done, total: None
                 ) -> list[MethodSummary]:
@@ -148,7 +141,7 @@ def run_denoise(req: DenoiseRequest, device_name: str,
     for name in configs:
         check_video_output(output_path(req, source, name, len(configs) > 1))
     tracker = Tracker(req.tracking_uri, req.experiment)
-    starting_prior = _starting_prior(req, tracker)
+    starting_prior = load_posterior(req.prior_from, tracker) if req.prior_from else None  # before any run
     h, w, c = source.noisy[0].shape
     settings = {"input": str(req.input or "embedded:bear_sample"), "noise": req.noise or "",
                 "seed": req.seed, "start": req.start, "frames": len(source.noisy), "height": h,
@@ -178,13 +171,11 @@ def _run_method(tracker, name, config, source: FrameSource, req, settings, out: 
         tracker.log_text(run_id, to_yaml(config) + "\n# run settings\n" +
                          "".join(f"# {k}: {v}\n" for k, v in settings.items()), "config/resolved.yaml")
         summary = MethodSummary(name, run_id, out)
-        prior, prior_source = starting_prior
-        if prior is not None and isinstance(config, DeepMethod):
-            denoise = frame_denoiser(name, config, req.seed)
-            check_posterior_fits(prior, denoise.model.original_prior(source.noisy[0].shape[-1]), prior_source)
-            denoise.prior = prior
-        else:
-            denoise = frame_denoiser(name, config, req.seed)
+        denoise = frame_denoiser(name, config, req.seed)
+        if starting_prior is not None and isinstance(config, DeepMethod):
+            check_posterior_fits(starting_prior, denoise.model.original_prior(source.noisy[0].shape[-1]),
+                                 req.prior_from)
+            denoise.prior = starting_prior
         h, w, _ = source.noisy[0].shape
         writer = VideoWriter(out, source.fps, h, w)
         scratch_dir = tempfile.TemporaryDirectory(prefix="pipeline-")
