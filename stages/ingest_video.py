@@ -169,6 +169,10 @@ def read_video(path: str | os.PathLike, start: int = 0, count: int | None = None
         frame = _to_unit_float(image)
         if first_shape is None:
             first_shape, size = frame.shape, target_size(frame.shape[:2], height, width)
+        elif frame.shape[2] != first_shape[2]:
+            raise PipelineError(f"frames of {path} mix colour and grayscale (frame {start + len(frames)} "
+                                f"has {frame.shape[2]} channel(s), the first {first_shape[2]}); "
+                                f"convert them to one kind")
         elif frame.shape != first_shape and (height is None or width is None):
             raise PipelineError(f"frames of {path} differ in size ({first_shape} and {frame.shape}); "
                                 f"give both --height and --width")
@@ -179,16 +183,17 @@ def read_video(path: str | os.PathLike, start: int = 0, count: int | None = None
 
 
 def target_size(shape: tuple[int, int], height: int | None, width: int | None) -> tuple[int, int]:
-    """(height, width) to resize a ``shape`` frame to; a missing side keeps the aspect ratio."""
+    """(height, width) to resize a ``shape`` frame to; a missing side keeps the aspect ratio.
+    Frames smaller than 3×3 (resized or not) are refused: no denoiser has a neighbourhood there."""
     h0, w0 = shape
     if height is None and width is None:
-        return h0, w0
-    if height is None:
+        height, width = h0, w0
+    elif height is None:
         height = max(1, round(h0 * width / w0))
-    if width is None:
+    elif width is None:
         width = max(1, round(w0 * height / h0))
     if height < 3 or width < 3:
-        raise PipelineError(f"frames must be at least 3×3 pixels, asked for {height}×{width}")
+        raise PipelineError(f"frames must be at least 3×3 pixels, these would be {height}×{width}")
     return height, width
 
 

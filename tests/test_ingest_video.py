@@ -71,3 +71,21 @@ def test_a_folder_is_read_in_natural_name_order(tmp_path):
         cv2.imwrite(str(tmp_path / f"frame_{number}.png"), np.full((8, 8, 3), 10 * number, np.uint8))
     levels = [round(float(f.mean()) * 255) for f in read_video(tmp_path).frames]
     assert levels == [10, 20, 100, 110]
+
+
+def test_a_folder_mixing_colour_and_grayscale_is_refused(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "0.png"), np.full((8, 8, 3), 50, np.uint8))
+    cv2.imwrite(str(tmp_path / "1.png"), np.full((8, 8), 50, np.uint8))
+    with pytest.raises(PipelineError, match="mix colour and grayscale .frame 1"):
+        read_video(tmp_path, height=8, width=8)  # a size does not reconcile channels
+
+
+def test_frames_under_3x3_are_refused_also_without_a_resize(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "0.png"), np.full((2, 40, 3), 50, np.uint8))
+    with pytest.raises(PipelineError, match="at least 3×3 pixels, these would be 2×40"):
+        read_video(tmp_path)
+    assert read_video(tmp_path, height=3, width=40).frames[0].shape == (3, 40, 3)
