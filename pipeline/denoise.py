@@ -140,9 +140,13 @@ def run_denoise(req: DenoiseRequest, device_name: str,
     source = prepare_frames(req)
     for name in configs:
         check_video_output(output_path(req, source, name, len(configs) > 1))
-    tracker = Tracker(req.tracking_uri, req.experiment)
-    starting_prior = load_posterior(req.prior_from, tracker) if req.prior_from else None  # before any run
     h, w, c = source.noisy[0].shape
+    denoisers = {name: frame_denoiser(name, config, req.seed) for name, config in configs.items()}
+    for denoise in denoisers.values():
+        denoise.check_frame((h, w, c))
+    tracker = Tracker(req.tracking_uri, req.experiment)
+    if req.prior_from:  # read and checked before any run starts
+        _start_from_posterior(load_posterior(req.prior_from, tracker), req.prior_from, denoisers, c)
     settings = {"input": str(req.input or "embedded:bear_sample"), "noise": req.noise or "",
                 "seed": req.seed, "start": req.start, "frames": len(source.noisy), "height": h,
                 "width": w, "channels": c, "device": device_name, "fps": source.fps,
@@ -154,28 +158,31 @@ def run_denoise(req: DenoiseRequest, device_name: str,
         with tracker.run(f"denoise {','.join(names)}", {"method": ",".join(names)}) as parent_id:
             tracker.log_params(parent_id, settings)
             for name in names:
-                summaries.append(_run_method(tracker, name, configs[name], source, req, settings,
-                                             output_path(req, source, name, True), parent_id, on_frame,
-                                             starting_prior))
+                summaries.append(_run_method(tracker, name, configs[name], denoisers[name], source, req,
+                                             settings, output_path(req, source, name, True), parent_id,
+                                             on_frame))
     else:
         name = names[0]
-        summaries.append(_run_method(tracker, name, configs[name], source, req, settings,
-                                     output_path(req, source, name, False), None, on_frame, starting_prior))
+        summaries.append(_run_method(tracker, name, configs[name], denoisers[name], source, req, settings,
+                                     output_path(req, source, name, False), None, on_frame))
     return summaries
 
 
-def _run_method(tracker, name, config, source: FrameSource, req, settings, out: Path,
-                parent_id, on_frame, starting_prior) -> MethodSummary:
+def _start_from_posterior(posterior, source: str, denoisers, channels: int) -> None:
+    """Every learned model starts from ``posterior`` (``--prior-from``), once it is known to fit."""
+    for denoise in denoisers.values():
+        if isinstance(denoise.config, DeepMethod):
+            check_posterior_fits(posterior, denoise.model.original_prior(channels), source)
+            denoise.prior = posterior
+
+
+def _run_method(tracker, name, config, denoise, source: FrameSource, req, settings, out: Path,
+                parent_id, on_frame) -> MethodSummary:
     with tracker.run(name, {"method": name}, parent_id) as run_id:
         tracker.log_params(run_id, {**settings, **flatten(config)})
         tracker.log_text(run_id, to_yaml(config) + "\n# run settings\n" +
                          "".join(f"# {k}: {v}\n" for k, v in settings.items()), "config/resolved.yaml")
         summary = MethodSummary(name, run_id, out)
-        denoise = frame_denoiser(name, config, req.seed)
-        if starting_prior is not None and isinstance(config, DeepMethod):
-            check_posterior_fits(starting_prior, denoise.model.original_prior(source.noisy[0].shape[-1]),
-                                 req.prior_from)
-            denoise.prior = starting_prior
         h, w, _ = source.noisy[0].shape
         writer = VideoWriter(out, source.fps, h, w)
         scratch_dir = tempfile.TemporaryDirectory(prefix="pipeline-")

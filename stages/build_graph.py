@@ -1,7 +1,8 @@
 """Build graph: a method config → the factor graph model that denoises one frame.
 
 GBP models are sized lazily by the frame they are given (one compiled loop per frame shape);
-this stage also refuses frames whose graph would not fit in memory, before any allocation.
+this stage also refuses frames too small for a model's layers or whose graph would not fit in
+memory, before any allocation.
 """
 from __future__ import annotations
 
@@ -24,8 +25,13 @@ def build_model(config: MethodConfig, seed: int):
     raise PipelineError(f"method {config.method!r} is not a GBP model")
 
 
-def check_fits_in_memory(model, height: int, width: int, channels: int, method: str) -> None:
-    """Fail with advice (``--height/--width``) when the frame's graph exceeds available memory."""
+def check_frame_fits(model, height: int, width: int, channels: int, method: str) -> None:
+    """Refuse, with advice (``--height/--width``), a frame smaller than the model's layers need or
+    whose graph would exceed the available memory, before any allocation."""
+    smallest = model.minimum_size()
+    if min(height, width) < smallest:
+        raise PipelineError(f"{method} needs frames of at least {smallest}×{smallest} pixels, these are "
+                            f"{height}×{width}; use --height/--width to enlarge them or choose another --model")
     needed = model.estimated_bytes(height, width, channels)
     available = psutil.virtual_memory().available
     if needed > 0.8 * available:

@@ -10,7 +10,7 @@ import tensorflow as tf
 from pipeline.baselines.classical_filters import median_filter
 from pipeline.gbp.model import Denoiser
 from pipeline.methods import MedianMethod, MethodConfig
-from stages.build_graph import build_model, check_fits_in_memory
+from stages.build_graph import build_model, check_frame_fits
 from stages.carry_posterior import carry_posterior_as_prior
 
 
@@ -37,10 +37,14 @@ class GBPFrameDenoiser:
         self.previous = None  # the last frame's final GBP state, when carrying warm-starts
         self._checked_shapes: set[tuple[int, ...]] = set()
 
+    def check_frame(self, shape: tuple[int, int, int]) -> None:
+        """Refuse (PipelineError) frames of ``shape`` (H, W, C) the model cannot denoise."""
+        if shape not in self._checked_shapes:
+            check_frame_fits(self.model, *shape, method=self.name)
+            self._checked_shapes.add(shape)
+
     def __call__(self, noisy: np.ndarray) -> FrameOutcome:
-        if noisy.shape not in self._checked_shapes:
-            check_fits_in_memory(self.model, *noisy.shape, method=self.name)
-            self._checked_shapes.add(noisy.shape)
+        self.check_frame(noisy.shape)
         result = self.denoiser.denoise(tf.constant(noisy[None]), self.config.iterations, self.prior,
                                        self.previous)
         carry = getattr(self.config, "carry", None)
@@ -57,6 +61,9 @@ class FilterFrameDenoiser:
 
     def __init__(self, name: str, config: MedianMethod):
         self.name, self.config = name, config
+
+    def check_frame(self, shape: tuple[int, int, int]) -> None:
+        """Filters take any frame (the ingest stage already refuses frames under 3×3)."""
 
     def __call__(self, noisy: np.ndarray) -> FrameOutcome:
         start = time.perf_counter()

@@ -198,3 +198,14 @@ def test_init_seed_draws_the_initial_points_and_seed_the_dropout_masks():
     assert same(init_a, init_b) and not same(init_a, init_c) and same(init_a, init_d)
     assert not np.array_equal(step_a, step_b)  # other dropout masks
     assert not np.array_equal(step_a, step_d)
+
+
+@pytest.mark.parametrize("name,smallest", [("single_layer", 3), ("five_layer", 15)])
+def test_minimum_size_is_the_smallest_frame_every_layer_fits(name, smallest):
+    from pipeline.methods import load_method
+
+    model = DeepDenoiser(load_method(name).graph)
+    assert model.minimum_size() == smallest
+    assert model.edges(smallest, smallest + 4, 3) > 0
+    with pytest.raises(ValueError, match="too small"):
+        model.edges(smallest - 1, 100, 3)

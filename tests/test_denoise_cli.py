@@ -85,6 +85,7 @@ def test_reference_gives_psnr_for_an_already_noisy_input(tmp_path, tracking_uri,
     (["denoise", "--start", "50"], "no frames"),
     (["denoise", "--noise", "gaussian:0.1"], "--noise"),
     (["denoise", "--height", "2"], "at least 3"),
+    (["denoise", "--model", "median3,five_layer", "--height", "10"], "five_layer needs frames of at least 15×15"),
     (["denoise", "--model", "nosuchmodel"], "unknown denoise config"),
     (["denoise", "--model", ""], "--model needs at least one"),
     (["denoise", "--iterations", "0"], "--iterations"),
@@ -202,10 +203,11 @@ def test_learned_model_saves_posteriors_and_a_new_video_can_start_from_them(tmp_
     _, third = runs_by_method(tracking_uri, "third")
     assert third["single_layer"].data.params["carry.enabled"] == "False"
 
-    # a posterior of another model does not fit
-    assert_one_line_error(*run_cli(["denoise", *common, "--model", "five_layer", "--experiment", "bad",
+    # a posterior of another model does not fit: refused before any run starts
+    assert_one_line_error(*run_cli(["denoise", *common, "--model", "median3,five_layer", "--experiment", "bad",
                                     "--prior-from", npz, "--output", tmp_path / "d.mp4"], capsys),
                           "error: the posterior in")
+    assert client.search_runs([client.get_experiment_by_name("bad").experiment_id]) == []
     assert_one_line_error(*run_cli(["denoise", *common, "--model", "median3", "--prior-from", npz,
                                     "--output", tmp_path / "e.mp4"], capsys), "--prior-from needs a learned model")
 
@@ -233,16 +235,18 @@ def test_a_store_failing_mid_run_is_one_line_and_the_run_keeps_its_finished_fram
 
 
 def test_a_diverging_model_fails_in_one_line_and_keeps_finished_frames(tmp_path, tracking_uri, capsys, monkeypatch):
-    def nan_from_second_frame(name, config, seed, prior=None):
-        frames = []
+    class NanFromSecondFrame:
+        def __init__(self, name, config, seed, prior=None):
+            self.config, self.frames = config, 0
 
-        def denoise(noisy):
-            frames.append(noisy)
-            estimate = noisy if len(frames) == 1 else np.full_like(noisy, np.nan)
-            return FrameOutcome(estimate, None, 0.01, 1)
-        return denoise
+        def check_frame(self, shape):
+            pass
 
-    monkeypatch.setattr("pipeline.denoise.frame_denoiser", nan_from_second_frame)
+        def __call__(self, noisy):
+            self.frames += 1
+            return FrameOutcome(noisy if self.frames == 1 else np.full_like(noisy, np.nan), None, 0.01, 1)
+
+    monkeypatch.setattr("pipeline.denoise.frame_denoiser", NanFromSecondFrame)
     code, _, stderr = run_cli(["denoise", "--model", "median3", "--frames", 3, "--tracking-uri", tracking_uri,
                                "--output", tmp_path / "o.mp4", "--experiment", "diverge"], capsys)
     assert code == 2 and stderr.strip().splitlines() == [stderr.strip()], stderr

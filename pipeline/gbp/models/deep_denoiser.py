@@ -358,6 +358,14 @@ class DeepDenoiser:
         return state
 
     # ---- sizes ----------------------------------------------------------------------------
+    def minimum_size(self) -> int:
+        """The smallest frame height (and width) every layer fits in: a conv layer needs k inputs
+        for one coefficient, an upsample layer's coarse grid has ⌈n/2⌉ of its n inputs."""
+        size = 1
+        for layer in reversed(self.layers):
+            size = size + layer.kernel - 1 if layer.type == "conv" else 2 * size - 1
+        return size
+
     def edges(self, height, width, channels) -> int:
         """Number of factor–coefficient edges (the per-edge message count)."""
         total = 0

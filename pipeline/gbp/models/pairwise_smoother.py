@@ -81,6 +81,10 @@ class PairwiseSmoother:
     def parameter_posterior(self, state):
         return {}
 
+    def minimum_size(self) -> int:
+        """Every pixel needs a neighbour in both directions."""
+        return 2
+
     def estimated_bytes(self, height: int, width: int, channels: int) -> int:
         """Peak working set of one frame: state ≈ 20 floats per pixel-channel (observation,
         8 pair-message tensors of 4 directions, means) and temporaries of a few times that."""
