@@ -210,12 +210,14 @@ def run_continual(req: ContinualRequest, device_name: str,
         raise PipelineError(f"--eval-every must be ≥ 1, got {req.eval_every}")
     configs = _resolve_configs(req, names)  # validate before touching data or the store
     data = ingest_dataset(req.dataset, req.data_dir, req.train_size, req.test_size, req.seed)
+    _check_enough_examples(configs, len(data.x_train))
     tracker = Tracker(req.tracking_uri, req.experiment)
     starting_prior = None
-    if req.prior_from is not None:  # read before any run starts (only given with gbp: _check_method_options)
-        from stages.carry_posterior import load_posterior
+    if req.prior_from is not None:  # read and checked before any run starts (only given with gbp)
+        from stages.carry_posterior import check_posterior_fits, load_posterior
 
         starting_prior = load_posterior(req.prior_from, tracker, configs["gbp"].graph.dtype)
+        check_posterior_fits(starting_prior, _gbp_classifier(configs["gbp"], data).initial_prior(), req.prior_from)
     runners = {"gbp": functools.partial(_run_gbp, starting_prior=starting_prior), "linear": _run_linear,
                "cnn": _run_cnn}
     settings = {"dataset": req.dataset, "data_source": data.source, "train_size": len(data.x_train),
@@ -233,6 +235,21 @@ def run_continual(req: ContinualRequest, device_name: str,
         outcomes.append(_run_method(tracker, name, configs[name], runners.get(name, _run_message_passing),
                                     data, req, settings, None, on_progress))
     return outcomes
+
+
+def _check_enough_examples(configs: dict, n_train: int) -> None:
+    """bp/amp/mf train on whole minibatches only: refuse a training set smaller than one."""
+    for name, config in configs.items():
+        if name in MP_METHODS and n_train < config.batch_size:
+            raise PipelineError(f"{name} trains on minibatches of {config.batch_size} examples and "
+                                f"{n_train} training examples make none; use --train-size ≥ {config.batch_size}")
+
+
+def _gbp_classifier(config: GBPContinualConfig, data):
+    from pipeline.gbp.models.classifier import GBPClassifier
+    from stages.ingest_dataset import as_images
+
+    return GBPClassifier(config.graph, as_images(data.x_train[:1]).shape[1:])
 
 
 def _run_method(tracker, name, config, runner, data, req, settings, parent_id, on_progress) -> MethodOutcome:
@@ -264,16 +281,12 @@ def _eval_points(n: int, eval_every: int | None) -> set[int]:
 def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, req, on_progress,
              starting_prior=None):
     from pipeline.gbp.filtering import carry_posterior
-    from pipeline.gbp.models.classifier import GBPClassifier
-    from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, save_posterior
-    from stages.ingest_dataset import as_images, minibatches
+    from stages.carry_posterior import POSTERIOR_FOLDER, save_posterior
+    from stages.ingest_dataset import minibatches
 
-    model = GBPClassifier(config.graph, as_images(data.x_train[:1]).shape[1:])
+    model = _gbp_classifier(config, data)
     original = model.initial_prior()
-    prior = original
-    if starting_prior is not None:
-        check_posterior_fits(starting_prior, original, req.prior_from)
-        prior = starting_prior
+    prior = original if starting_prior is None else starting_prior  # checked to fit by run_continual
     n = len(data.x_train)
     total_batches = -(-n // config.batch_size)
     evals = _eval_points(n, req.eval_every)

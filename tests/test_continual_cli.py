@@ -86,6 +86,23 @@ def test_a_bad_prior_is_refused_before_any_run_starts(tmp_path, tracking_uri, mn
     assert client.search_runs([client.get_experiment_by_name("bad-prior").experiment_id]) == []
 
 
+def test_a_prior_of_another_shape_and_too_few_examples_are_refused_before_any_run(tmp_path, tracking_uri,
+                                                                                  mnist_dir, capsys):
+    from pipeline.gbp.gaussian import Gaussian
+    from stages.carry_posterior import save_posterior
+
+    wrong = save_posterior({"conv_weights": Gaussian.from_mean_std(np.zeros((3, 3, 1, 4), np.float32), 1.0)},
+                           tmp_path / "wrong.npz")
+    assert_one_line_error(*run_cli(["continual", "mnist", "--method", "linear,gbp", "--train-size", 50,
+                                    "--prior-from", wrong, "--data-dir", mnist_dir, "--tracking-uri", tracking_uri,
+                                    "--experiment", "early"], capsys), "the posterior in")
+    assert_one_line_error(*run_cli(["continual", "mnist", "--method", "linear,mf", "--train-size", 100,
+                                    "--data-dir", mnist_dir, "--tracking-uri", tracking_uri,
+                                    "--experiment", "early"], capsys), "mf trains on minibatches of 128")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    assert client.search_runs([client.get_experiment_by_name("early").experiment_id]) == []
+
+
 def test_unknown_dataset_and_missing_data_dir(tmp_path, tracking_uri, capsys):
     assert_one_line_error(*run_cli(["continual", "cifar", "--tracking-uri", tracking_uri], capsys),
                           "unknown dataset 'cifar'")
