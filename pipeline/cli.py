@@ -95,11 +95,18 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
 ) -> None:
     """Open the MLflow UI on the same store the runs are logged to."""
+    import socket
     import subprocess
 
-    from pipeline.tracking import resolve_tracking_uri
+    from pipeline.tracking import check_store_to_browse, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    check_store_to_browse(uri)
+    with socket.socket() as probe:  # MLflow's server would only log the clash and keep running
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PipelineError(f"cannot serve the UI on {host}:{port}: {exc.strerror or exc}; choose another --port or --host") from None
     err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                                       "--host", host, "--port", str(port)]))

@@ -95,6 +95,18 @@ def _check_store(uri: str) -> None:
         raise PipelineError(f"cannot open the tracking store {db} ({exc}); choose another with --tracking-uri") from None
 
 
+def check_store_to_browse(uri: str) -> None:
+    """``pipeline ui`` serves an existing store: a server is already its own UI, and a SQLite
+    file that does not exist holds no runs (a wrong path or working directory, most likely)."""
+    if uri.startswith(("http://", "https://")):
+        raise PipelineError(f"{uri} is an MLflow server, which is its own UI: open it in a browser")
+    db = _sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise PipelineError(f"no tracking store at {db.resolve()}: no run has been logged there; start the UI "
+                            f"from the folder that holds mlruns/ or pass --tracking-uri")
+    _check_store(uri)
+
+
 class Tracker:
     """A connection to one MLflow store and experiment."""
 
