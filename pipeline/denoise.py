@@ -139,7 +139,7 @@ def run_denoise(req: DenoiseRequest, device_name: str,
     configs = _resolved_methods(req)  # validate configs before touching data or the store
     source = prepare_frames(req)
     for name in configs:
-        check_video_output(output_path(req, source, name, len(configs) > 1))
+        check_video_output(output_path(req, source, name, len(configs) > 1), (req.input, req.reference))
     h, w, c = source.noisy[0].shape
     denoisers = {name: frame_denoiser(name, config, req.seed) for name, config in configs.items()}
     for denoise in denoisers.values():

@@ -2,6 +2,7 @@
 handed to the tracker as artifacts."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,24 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")  # containers that take the H.264 stream written below
 
 
-def check_video_output(path: Path) -> None:
-    """Fail before any frame is computed if ``path`` cannot become a video: a container H.264
-    does not go into, or a place that cannot be written (an existing file is left untouched)."""
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (after symlinks and ``..``; or hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def check_video_output(path: Path, inputs: tuple[Path | None, ...] = ()) -> None:
+    """Fail before any frame is computed if ``path`` cannot become a video: one of the run's
+    ``inputs`` (writing would destroy it), a container H.264 does not go into, or a place that
+    cannot be written (an existing file is left untouched)."""
+    for source in inputs:
+        if source is not None and _same_file(path, source):
+            raise PipelineError(f"--output {path} is an input of this run and would be overwritten; "
+                                f"choose another name")
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise PipelineError(f"--output {path}: cannot write H.264 video as {path.suffix!r}; "
                             f"use one of {', '.join(VIDEO_SUFFIXES)}")

@@ -115,6 +115,21 @@ def test_bad_input_is_one_line_error_and_exit_2(args, message, tmp_path, trackin
     assert_one_line_error(*run_cli(args, capsys), message)
 
 
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, tracking_uri, capsys):
+    clip = tmp_path / "clip.mp4"
+    code, _, stderr = run_cli(["denoise", "--model", "median3", "--frames", 2, "--tracking-uri", tracking_uri,
+                               "--output", clip], capsys)
+    assert code == 0, stderr
+    before = clip.read_bytes()
+    for output in (clip, tmp_path / "sub" / ".." / "clip.mp4"):
+        assert_one_line_error(*run_cli(["denoise", clip, "--model", "median3", "--tracking-uri", tracking_uri,
+                                        "--output", output], capsys), "is an input of this run")
+    assert_one_line_error(*run_cli(["denoise", "--model", "median3", "--frames", 2, "--reference", clip,
+                                    "--tracking-uri", tracking_uri, "--output", clip], capsys),
+                          "is an input of this run")
+    assert clip.read_bytes() == before
+
+
 def test_ctrl_c_marks_run_killed_and_keeps_finished_frames(tmp_path, tracking_uri):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "denoise", "--model", "pairwise", "--iterations", "600",
