@@ -34,7 +34,7 @@ def psnr_per_frame(method: DeepMethod, name: str, source: FrameSource, seed: int
     config = dataclasses.replace(method, graph=dataclasses.replace(method.graph, init_seed=init_seed))
     denoise = GBPFrameDenoiser(name, config, seed)
     return [image_quality(denoise(noisy).estimate, clean)["psnr"]
-            for noisy, clean in zip(source.noisy, source.clean)]
+            for noisy, clean in source.frames()]
 
 
 def main(argv=None) -> None:

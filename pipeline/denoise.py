@@ -10,7 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from pipeline.tracking import Tracker
 from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, load_posterior, save_posterior
 from stages.evaluate import image_quality
 from stages.infer import frame_denoiser
-from stages.ingest_video import NoiseSpec, corrupt, read_video
+from stages.ingest_video import NoiseSpec, corrupt, iter_video, probe_video
 from stages.log import (VideoWriter, check_video_output, filters_image, save_png, side_by_side,
                         uncertainty_image)
 
@@ -65,40 +65,60 @@ class MethodSummary:
     seconds_total: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class FrameSource:
-    """The frames every method denoises, and the clean frames to score them against."""
+    """The frames every method denoises and the clean frames to score them against.
 
-    noisy: list[np.ndarray]
-    clean: list[np.ndarray] | None
+    ``frames()`` reads them from disk afresh for every method, one at a time, so memory holds one
+    frame however long the video; the noise is seeded per frame index, so every pass yields the
+    same noisy frames.  Counts, shapes and readability were checked when it was made."""
+
+    input: Path
+    reference: Path | None
+    noise: NoiseSpec
+    seed: int
+    start: int
+    count: int  # frames from ``start``
+    shape: tuple[int, int, int]  # (H, W, C) after resizing
     fps: float
     name: str  # stem for default output names
     folder: Path  # where default outputs go
 
+    @property
+    def scored(self) -> bool:
+        """Whether clean frames exist: a --reference, or synthetic noise added to the input."""
+        return self.reference is not None or self.noise.kind != "none"
+
+    def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(noisy, clean or None) for each frame, in order."""
+        h, w, _ = self.shape
+        inputs = iter_video(self.input, self.start, self.count, h, w)
+        references = iter_video(self.reference, self.start, self.count, h, w) if self.reference else None
+        for i, frame in enumerate(inputs):
+            clean = next(references) if references is not None else (frame if self.scored else None)
+            yield corrupt(frame, self.noise, self.seed, self.start + i), clean
+
 
 def prepare_frames(req: DenoiseRequest) -> FrameSource:
-    """Ingest stage for a run: read, resize, corrupt (seeded per frame), pair with references."""
+    """Ingest stage for a run: one pass over the input (and the reference) that counts and
+    checks the frames; they are then read, resized and corrupted as each method needs them."""
     embedded = req.input is None
     noise = NoiseSpec.parse(req.noise or ("impulse:0.1" if embedded else "none"))
-    video = read_video(EMBEDDED_SAMPLE if embedded else req.input, req.start, req.frames, req.height, req.width)
-    frames = video.frames
-    clean = None
+    path = EMBEDDED_SAMPLE if embedded else req.input
+    video = probe_video(path, req.start, req.frames, req.height, req.width)
     if req.reference is not None:
-        ref = read_video(req.reference, req.start, len(frames), *frames[0].shape[:2])
-        if len(ref.frames) != len(frames):
-            raise PipelineError(f"--reference has {len(ref.frames)} frames from --start {req.start}, "
-                                f"the input has {len(frames)}")
-        clean = ref.frames
-        if clean[0].shape != frames[0].shape:
-            raise PipelineError(f"--reference frames are {clean[0].shape}, input frames {frames[0].shape}")
-    elif noise.kind != "none":
-        clean = frames
-    noisy = [corrupt(f, noise, req.seed, req.start + i) for i, f in enumerate(frames)]
-    source = Path(video.source)
+        ref = probe_video(req.reference, req.start, video.count, *video.shape[:2])
+        if ref.count != video.count:
+            raise PipelineError(f"--reference has {ref.count} frames from --start {req.start}, "
+                                f"the input has {video.count}")
+        if ref.shape != video.shape:
+            raise PipelineError(f"--reference frames are {ref.shape}, input frames {video.shape}")
     if embedded:
-        return FrameSource(noisy, clean, video.fps, "bear_sample", Path.cwd())
-    return FrameSource(noisy, clean, video.fps, source.stem if source.is_file() else source.name,
-                       source.parent)
+        name, folder = "bear_sample", Path.cwd()
+    else:
+        name, folder = (path.stem if path.is_file() else path.name), path.parent
+    return FrameSource(path, req.reference, noise, req.seed, req.start, video.count, video.shape, video.fps,
+                       name, folder)
 
 
 def output_path(req: DenoiseRequest, source: FrameSource, method: str, several: bool) -> Path:
@@ -140,7 +160,7 @@ def run_denoise(req: DenoiseRequest, device_name: str,
     source = prepare_frames(req)
     for name in configs:
         check_video_output(output_path(req, source, name, len(configs) > 1), (req.input, req.reference))
-    h, w, c = source.noisy[0].shape
+    h, w, c = source.shape
     denoisers = {name: frame_denoiser(name, config, req.seed) for name, config in configs.items()}
     for denoise in denoisers.values():
         denoise.check_frame((h, w, c))
@@ -148,7 +168,7 @@ def run_denoise(req: DenoiseRequest, device_name: str,
     if req.prior_from:  # read and checked before any run starts
         _start_from_posterior(load_posterior(req.prior_from, tracker), req.prior_from, denoisers, c)
     settings = {"input": str(req.input or "embedded:bear_sample"), "noise": req.noise or "",
-                "seed": req.seed, "start": req.start, "frames": len(source.noisy), "height": h,
+                "seed": req.seed, "start": req.start, "frames": source.count, "height": h,
                 "width": w, "channels": c, "device": device_name, "fps": source.fps,
                 "reference": str(req.reference or ""), "prior_from": str(req.prior_from or "")}
     names = list(configs)
@@ -183,14 +203,14 @@ def _run_method(tracker, name, config, denoise, source: FrameSource, req, settin
         tracker.log_text(run_id, to_yaml(config) + "\n# run settings\n" +
                          "".join(f"# {k}: {v}\n" for k, v in settings.items()), "config/resolved.yaml")
         summary = MethodSummary(name, run_id, out)
-        h, w, _ = source.noisy[0].shape
+        h, w, _ = source.shape
         writer = VideoWriter(out, source.fps, h, w)
         scratch_dir = tempfile.TemporaryDirectory(prefix="pipeline-")
         steady_seconds, steady_iterations = 0.0, 0
         started = time.perf_counter()
         scratch = Path(scratch_dir.name)
         try:
-            for i, noisy in enumerate(source.noisy):
+            for i, (noisy, clean) in enumerate(source.frames()):
                 raise_if_interrupted()
                 outcome = denoise(noisy)
                 if not np.isfinite(outcome.estimate).all():
@@ -198,13 +218,13 @@ def _run_method(tracker, name, config, denoise, source: FrameSource, req, settin
                                         f"(the frames before it are kept); more damping in its config usually helps")
                 writer.append(outcome.estimate)
                 summary.frames = i + 1  # in the video now: kept even if Ctrl-C lands while it is logged
-                if i > 0 or len(source.noisy) == 1:
+                if i > 0 or source.count == 1:
                     steady_seconds += outcome.seconds
                     steady_iterations += outcome.iterations
                 metrics = {}
-                if source.clean is not None:
-                    quality = image_quality(outcome.estimate, source.clean[i])
-                    metrics = {**quality, "psnr_noisy": image_quality(noisy, source.clean[i])["psnr"]}
+                if clean is not None:
+                    quality = image_quality(outcome.estimate, clean)
+                    metrics = {**quality, "psnr_noisy": image_quality(noisy, clean)["psnr"]}
                     summary.psnr.append(quality["psnr"])
                     summary.ssim.append(quality["ssim"])
                     summary.psnr_noisy.append(metrics["psnr_noisy"])
@@ -213,8 +233,8 @@ def _run_method(tracker, name, config, denoise, source: FrameSource, req, settin
                 if outcome.posterior:
                     npz = save_posterior(outcome.posterior, scratch / f"frame_{i:05d}.npz")
                     tracker.log_artifact(run_id, npz, POSTERIOR_FOLDER)
-                if i % PREVIEW_EVERY == 0 or i == len(source.noisy) - 1:
-                    panels = [noisy, outcome.estimate] + ([source.clean[i]] if source.clean else [])
+                if i % PREVIEW_EVERY == 0 or i == source.count - 1:
+                    panels = [noisy, outcome.estimate] + ([clean] if clean is not None else [])
                     png = save_png(side_by_side(panels), scratch / f"frame_{i:05d}.png")
                     tracker.log_artifact(run_id, png, "previews")
                     if outcome.std is not None:
@@ -223,7 +243,7 @@ def _run_method(tracker, name, config, denoise, source: FrameSource, req, settin
                     if "filters_0" in outcome.posterior:
                         image = filters_image(outcome.posterior["filters_0"].mean.numpy())
                         tracker.log_artifact(run_id, save_png(image, scratch / f"filters_{i:05d}.png"), "filters")
-                on_frame(name, i + 1, len(source.noisy))
+                on_frame(name, i + 1, source.count)
         finally:
             writer.close()
             scratch_dir.cleanup()

@@ -143,13 +143,19 @@ def _imageio_images(path: Path, start: int, count: int | None) -> tuple[float, I
     return fps, images()
 
 
-def read_video(path: str | os.PathLike, start: int = 0, count: int | None = None,
-               height: int | None = None, width: int | None = None) -> Video:
-    """Read frames ``start … start+count−1`` of a video file or an image folder, resized to
-    ``height`` × ``width`` (see ``target_size``) as each is decoded, so that memory holds only
-    the frames at the size they are used (a long full-HD video read at 258 pixels high needs
-    ~0.5 MB per frame, not the 25 MB of its float frames)."""
-    path = Path(path)
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a pass over a video found: the number of frames (from ``start``), the shape (H, W, C)
+    they are read at and the frame rate in frames per second."""
+
+    count: int
+    shape: tuple[int, int, int]
+    fps: float
+    source: str
+
+
+def _decoded(path: Path, start: int, count: int | None) -> tuple[float, Images]:
+    """(fps, decoded images ``start … start+count−1``) of a video file or an image folder."""
     if start < 0:
         raise PipelineError(f"--start must be ≥ 0, got {start}")
     if count is not None and count < 1:
@@ -157,29 +163,68 @@ def read_video(path: str | os.PathLike, start: int = 0, count: int | None = None
     if not path.exists():
         raise PipelineError(f"input not found: {path}")
     if path.is_dir():
-        fps, images = DEFAULT_FPS, _folder_images(path, start, count)
-    elif not os.access(path, os.R_OK):
+        return DEFAULT_FPS, _folder_images(path, start, count)
+    if not os.access(path, os.R_OK):
         raise PipelineError(f"input is not readable (permissions): {path}")
-    elif path.suffix.lower() in IMAGE_SUFFIXES:
-        fps, images = _imageio_images(path, start, count)
-    else:
-        fps, images = _opencv_images(path, start, count) or _imageio_images(path, start, count)
-    frames, first_shape, size = [], None, None
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _imageio_images(path, start, count)
+    return _opencv_images(path, start, count) or _imageio_images(path, start, count)
+
+
+def _checked(path: Path, images: Images, start: int, height: int | None, width: int | None,
+             resize: bool) -> Iterator[np.ndarray]:
+    """Decoded images → float frames (H, W, C) in [0, 1], resized (``resize``) to the size
+    ``target_size`` gives the first; refuses a clip mixing colour and grayscale, or frames of
+    differing sizes unless both ``height`` and ``width`` are given."""
+    first_shape, size, index = None, None, start
     for image in images:
         frame = _to_unit_float(image)
         if first_shape is None:
             first_shape, size = frame.shape, target_size(frame.shape[:2], height, width)
         elif frame.shape[2] != first_shape[2]:
-            raise PipelineError(f"frames of {path} mix colour and grayscale (frame {start + len(frames)} "
+            raise PipelineError(f"frames of {path} mix colour and grayscale (frame {index} "
                                 f"has {frame.shape[2]} channel(s), the first {first_shape[2]}); "
                                 f"convert them to one kind")
         elif frame.shape != first_shape and (height is None or width is None):
             raise PipelineError(f"frames of {path} differ in size ({first_shape} and {frame.shape}); "
                                 f"give both --height and --width")
-        frames.append(resize_frame(frame, size))
-    if not frames:
+        yield resize_frame(frame, size) if resize else frame
+        index += 1
+    if first_shape is None:
         raise PipelineError(f"no frames to process in {path} (start {start})")
-    return Video(frames, fps, str(path))
+
+
+def probe_video(path: str | os.PathLike, start: int = 0, count: int | None = None,
+                height: int | None = None, width: int | None = None) -> VideoInfo:
+    """Decode frames ``start … start+count−1`` once without keeping them: their number, the shape
+    ``iter_video`` gives them (see ``target_size``) and the frame rate, with every check
+    ``iter_video`` makes, so that a bad clip is refused before any work starts."""
+    path = Path(path)
+    fps, images = _decoded(path, start, count)
+    n, shape = 0, None
+    for frame in _checked(path, images, start, height, width, resize=False):
+        if shape is None:
+            shape = (*target_size(frame.shape[:2], height, width), frame.shape[2])
+        n += 1
+    return VideoInfo(n, shape, fps, str(path))
+
+
+def iter_video(path: str | os.PathLike, start: int = 0, count: int | None = None,
+               height: int | None = None, width: int | None = None) -> Iterator[np.ndarray]:
+    """Frames ``start … start+count−1`` of a video file or an image folder, one at a time,
+    resized to ``height`` × ``width`` (see ``target_size``) as each is decoded: memory holds one
+    frame, however long the video (a minute of full-HD video is 18 GB as float frames)."""
+    path = Path(path)
+    _, images = _decoded(path, start, count)
+    return _checked(path, images, start, height, width, resize=True)
+
+
+def read_video(path: str | os.PathLike, start: int = 0, count: int | None = None,
+               height: int | None = None, width: int | None = None) -> Video:
+    """All frames of ``iter_video`` in a list, with the frame rate (for short clips and tests)."""
+    path = Path(path)
+    fps, images = _decoded(path, start, count)
+    return Video(list(_checked(path, images, start, height, width, resize=True)), fps, str(path))
 
 
 def target_size(shape: tuple[int, int], height: int | None, width: int | None) -> tuple[int, int]:

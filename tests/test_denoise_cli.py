@@ -115,6 +115,20 @@ def test_bad_input_is_one_line_error_and_exit_2(args, message, tmp_path, trackin
     assert_one_line_error(*run_cli(args, capsys), message)
 
 
+def test_every_pass_over_the_frames_yields_the_same_noisy_and_clean_frames():
+    """Each method reads the frames afresh (memory holds one frame): all must see the same ones."""
+    from pipeline.denoise import DenoiseRequest, prepare_frames
+
+    source = prepare_frames(DenoiseRequest(frames=2, seed=3))  # the embedded sample, impulse:0.1
+    assert (source.count, source.shape) == (2, (258, 454, 3))
+    first, second = list(source.frames()), list(source.frames())
+    for (noisy, clean), (noisy_again, clean_again) in zip(first, second):
+        np.testing.assert_array_equal(noisy, noisy_again)
+        np.testing.assert_array_equal(clean, clean_again)
+        assert 0.08 < np.mean(np.any(noisy != clean, axis=2)) < 0.12
+    assert not np.array_equal(first[0][0], first[1][0])
+
+
 def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, tracking_uri, capsys):
     clip = tmp_path / "clip.mp4"
     code, _, stderr = run_cli(["denoise", "--model", "median3", "--frames", 2, "--tracking-uri", tracking_uri,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from stages.ingest_video import NoiseSpec, corrupt, read_video, resize_frame
+from stages.ingest_video import NoiseSpec, corrupt, iter_video, probe_video, read_video, resize_frame
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi", ".mkv", ".mov", ".gif"])
@@ -89,3 +89,18 @@ def test_frames_under_3x3_are_refused_also_without_a_resize(tmp_path):
     with pytest.raises(PipelineError, match="at least 3×3 pixels, these would be 2×40"):
         read_video(tmp_path)
     assert read_video(tmp_path, height=3, width=40).frames[0].shape == (3, 40, 3)
+
+
+def test_probe_counts_and_checks_the_frames_that_iter_video_then_streams(tmp_path):
+    import cv2
+
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 60, 3), 40 * i, np.uint8))
+    info = probe_video(tmp_path, start=1, height=20)
+    assert (info.count, info.shape, info.fps) == (4, (20, 30, 3), 24.0)
+    streamed = iter_video(tmp_path, 1, info.count, *info.shape[:2])
+    assert not isinstance(streamed, list)  # a generator: one frame in memory at a time
+    np.testing.assert_array_equal(np.stack(list(streamed)), np.stack(read_video(tmp_path, 1, None, 20).frames))
+    cv2.imwrite(str(tmp_path / "5.png"), np.full((40, 60), 50, np.uint8))
+    with pytest.raises(PipelineError, match="mix colour and grayscale .frame 5"):
+        probe_video(tmp_path, start=1, height=20)
