@@ -27,7 +27,7 @@ from stages.log import (VideoWriter, check_video_output, filters_image, save_png
                         uncertainty_image)
 
 EMBEDDED_SAMPLE = Path(__file__).resolve().parent / "data" / "bear_sample"
-PREVIEW_EVERY = 10  # frames between preview images (first and last always)
+MAX_PREVIEWS = 20  # preview images per run, see preview_frames
 
 
 @dataclass
@@ -121,6 +121,13 @@ def prepare_frames(req: DenoiseRequest) -> FrameSource:
                        name, folder)
 
 
+def preview_frames(count: int) -> set[int]:
+    """Frame indices that get preview images: every 10th of a short clip, at most MAX_PREVIEWS
+    spread evenly over a long one, and always the first and the last."""
+    every = max(10, -(-(count - 1) // (MAX_PREVIEWS - 1)))
+    return set(range(0, count, every)) | {count - 1}
+
+
 def output_path(req: DenoiseRequest, source: FrameSource, method: str, several: bool) -> Path:
     """``<name>.denoised.mp4`` next to the input (``<name>.<method>.denoised.mp4`` per method
     when several are run); ``--output`` likewise gets the method before its suffix."""
@@ -206,6 +213,7 @@ def _run_method(tracker, name, config, denoise, source: FrameSource, req, settin
         h, w, _ = source.shape
         writer = VideoWriter(out, source.fps, h, w)
         scratch_dir = tempfile.TemporaryDirectory(prefix="pipeline-")
+        previews = preview_frames(source.count)
         steady_seconds, steady_iterations = 0.0, 0
         started = time.perf_counter()
         scratch = Path(scratch_dir.name)
@@ -233,7 +241,7 @@ def _run_method(tracker, name, config, denoise, source: FrameSource, req, settin
                 if outcome.posterior:
                     npz = save_posterior(outcome.posterior, scratch / f"frame_{i:05d}.npz")
                     tracker.log_artifact(run_id, npz, POSTERIOR_FOLDER)
-                if i % PREVIEW_EVERY == 0 or i == source.count - 1:
+                if i in previews:
                     panels = [noisy, outcome.estimate] + ([clean] if clean is not None else [])
                     png = save_png(side_by_side(panels), scratch / f"frame_{i:05d}.png")
                     tracker.log_artifact(run_id, png, "previews")

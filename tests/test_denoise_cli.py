@@ -129,6 +129,16 @@ def test_every_pass_over_the_frames_yields_the_same_noisy_and_clean_frames():
     assert not np.array_equal(first[0][0], first[1][0])
 
 
+@pytest.mark.parametrize("count", [1, 2, 11, 25, 190, 191, 1000, 54_000])
+def test_previews_are_every_tenth_frame_and_at_most_twenty(count):
+    from pipeline.denoise import MAX_PREVIEWS, preview_frames
+
+    frames = sorted(preview_frames(count))
+    assert frames[0] == 0 and frames[-1] == count - 1 and len(frames) <= MAX_PREVIEWS
+    gaps = np.diff(frames[:-1])
+    assert np.all(gaps >= 10) and (count > 200 or np.all(gaps == 10))
+
+
 def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, tracking_uri, capsys):
     clip = tmp_path / "clip.mp4"
     code, _, stderr = run_cli(["denoise", "--model", "median3", "--frames", 2, "--tracking-uri", tracking_uri,
