@@ -30,6 +30,9 @@ err = Console(stderr=True)
 TrackingUri = typer.Option(None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
 
 
+PSNR_LINE_FRAMES = 30  # longer clips get min and max instead of a line of every frame's PSNR
+
+
 @app.command()
 def denoise(
     input: Optional[Path] = typer.Argument(None, help="Video file or folder of frames (default: the embedded bear sample, with impulse:0.1 noise added)."),
@@ -78,7 +81,10 @@ def denoise(
         table.add_row(s.method, str(s.frames), psnr, ssim, spi, f"{s.seconds_total:.1f}")
     out.print(table)
     for s in summaries:
-        if s.psnr:
+        if len(s.psnr) > PSNR_LINE_FRAMES:
+            out.print(f"{s.method} PSNR over {len(s.psnr)} frames (dB): min {min(s.psnr):.2f}, "
+                      f"max {max(s.psnr):.2f} (per frame in MLflow)")
+        elif s.psnr:
             out.print(f"{s.method} PSNR per frame (dB): " + " ".join(f"{p:.2f}" for p in s.psnr))
         out.print(f"{s.method} video: {s.output}  (MLflow run {s.run_id})", soft_wrap=True)
 

@@ -139,6 +139,21 @@ def test_previews_are_every_tenth_frame_and_at_most_twenty(count):
     assert np.all(gaps >= 10) and (count > 200 or np.all(gaps == 10))
 
 
+def test_a_long_clip_prints_the_psnr_range_not_every_frame(tmp_path, tracking_uri, capsys):
+    import cv2
+
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for i in range(31):
+        cv2.imwrite(str(clip / f"{i}.png"), np.full((12, 16, 3), 100 + i, np.uint8))
+    code, stdout, stderr = run_cli(["denoise", clip, "--model", "median3", "--noise", "impulse:0.1",
+                                    "--tracking-uri", tracking_uri], capsys)
+    assert code == 0, stderr
+    assert "median3 PSNR over 31 frames (dB): min" in stdout and "PSNR per frame" not in stdout
+    client, runs = runs_by_method(tracking_uri, "denoise")
+    assert len(client.get_metric_history(runs["median3"].info.run_id, "psnr")) == 31
+
+
 def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, tracking_uri, capsys):
     clip = tmp_path / "clip.mp4"
     code, _, stderr = run_cli(["denoise", "--model", "median3", "--frames", 2, "--tracking-uri", tracking_uri,
