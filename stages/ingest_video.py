@@ -57,13 +57,17 @@ class NoiseSpec:
         return "none" if self.kind == "none" else f"{self.kind}:{self.fraction:g}"
 
 
-def _to_unit_float(frame: np.ndarray) -> np.ndarray:
+def _channels_last(frame: np.ndarray) -> np.ndarray:
+    """A decoded image as (H, W, C): grayscale gets a channel axis, alpha is dropped (a view)."""
     if frame.ndim == 2:
         frame = frame[:, :, None]
     if frame.ndim != 3:
         raise PipelineError(f"unexpected frame shape {frame.shape}")
-    if frame.shape[2] == 4:  # drop alpha
-        frame = frame[:, :, :3]
+    return frame[:, :, :3] if frame.shape[2] == 4 else frame
+
+
+def _to_unit_float(frame: np.ndarray) -> np.ndarray:
+    """(H, W, C) image of any integer or float type → float32 in [0, 1]."""
     if np.issubdtype(frame.dtype, np.integer):
         return frame.astype(np.float32) / float(np.iinfo(frame.dtype).max)
     return np.clip(frame.astype(np.float32), 0.0, 1.0)
@@ -173,12 +177,13 @@ def _decoded(path: Path, start: int, count: int | None) -> tuple[float, Images]:
 
 def _checked(path: Path, images: Images, start: int, height: int | None, width: int | None,
              resize: bool) -> Iterator[np.ndarray]:
-    """Decoded images → float frames (H, W, C) in [0, 1], resized (``resize``) to the size
-    ``target_size`` gives the first; refuses a clip mixing colour and grayscale, or frames of
-    differing sizes unless both ``height`` and ``width`` are given."""
+    """Decoded images → float frames (H, W, C) in [0, 1] resized to the size ``target_size``
+    gives the first (``resize`` false: the images as decoded, only checked, which is cheap).
+    Refuses a clip mixing colour and grayscale, or frames of differing sizes unless both
+    ``height`` and ``width`` are given."""
     first_shape, size, index = None, None, start
     for image in images:
-        frame = _to_unit_float(image)
+        frame = _channels_last(image)
         if first_shape is None:
             first_shape, size = frame.shape, target_size(frame.shape[:2], height, width)
         elif frame.shape[2] != first_shape[2]:
@@ -188,7 +193,7 @@ def _checked(path: Path, images: Images, start: int, height: int | None, width: 
         elif frame.shape != first_shape and (height is None or width is None):
             raise PipelineError(f"frames of {path} differ in size ({first_shape} and {frame.shape}); "
                                 f"give both --height and --width")
-        yield resize_frame(frame, size) if resize else frame
+        yield resize_frame(_to_unit_float(frame), size) if resize else frame
         index += 1
     if first_shape is None:
         raise PipelineError(f"no frames to process in {path} (start {start})")
