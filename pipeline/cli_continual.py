@@ -47,7 +47,7 @@ def continual(
                         transient=False)
     tasks: dict[str, int] = {}
 
-    def on_progress(name: str, done: int, total: int) -> None:
+    def on_progress(name: str, done: int, total: int | None) -> None:
         if not tasks:  # started lazily: input errors stay one line on stderr
             progress.start()
         if name not in tasks:

@@ -98,7 +98,7 @@ class MethodOutcome:
     history: list[tuple[int, float]] = field(default_factory=list)
 
 
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, "int | None"], None]  # (method, done, total: None until known)
 
 
 # ------------------------------------------------------------------------------------ configs
@@ -260,6 +260,7 @@ def _run_method(tracker, name, config, runner, data, req, settings, parent_id, o
         tracker.log_text(run_id, to_yaml(config), "config/resolved.yaml")
         outcome = MethodOutcome(name, run_id)
         started = time.perf_counter()
+        on_progress(name, 0, None)  # shown, without a total yet, while the first batch or epoch runs
         try:
             runner(tracker, outcome, config, data, req, on_progress)
         finally:

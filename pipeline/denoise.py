@@ -218,6 +218,7 @@ def _run_method(tracker, name, config, denoise, source: FrameSource, req, settin
         started = time.perf_counter()
         scratch = Path(scratch_dir.name)
         try:
+            on_frame(name, 0, source.count)  # the progress bar shows while the first frame runs
             for i, (noisy, clean) in enumerate(source.frames()):
                 raise_if_interrupted()
                 outcome = denoise(noisy)
