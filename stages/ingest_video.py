@@ -7,6 +7,10 @@ grayscale stays 1 channel).  Optional resize uses antialiased bilinear interpola
 downscaling), because plain ``cv2.INTER_LINEAR`` aliases and moves PSNR by several dB.  Optional
 synthetic corruption: impulse noise on a fraction of pixel *locations*, all channels of each
 replaced by U(0, 1), seeded per frame.
+
+``probe_video`` checks and counts a clip in one pass that keeps nothing, ``iter_video`` then
+streams its frames one at a time (memory does not grow with the clip), ``read_video`` lists them
+(short clips, tests).
 """
 from __future__ import annotations
 
