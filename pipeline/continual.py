@@ -287,7 +287,8 @@ def _run_gbp(tracker, outcome: MethodOutcome, config: GBPContinualConfig, data, 
 
     model = _gbp_classifier(config, data)
     original = model.initial_prior()
-    prior = original if starting_prior is None else starting_prior  # checked to fit by run_continual
+    # a saved posterior (checked to fit by run_continual) enters as if carried from its batch
+    prior = original if starting_prior is None else carry_posterior(starting_prior, original, config.filtering_alpha)
     n = len(data.x_train)
     total_batches = -(-n // config.batch_size)
     evals = _eval_points(n, req.eval_every)

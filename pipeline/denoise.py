@@ -200,7 +200,7 @@ def _start_from_posterior(posterior, source: str, denoisers, channels: int) -> N
     for denoise in denoisers.values():
         if isinstance(denoise.config, DeepMethod):
             check_posterior_fits(posterior, denoise.model.original_prior(channels), source)
-            denoise.prior = posterior
+            denoise.start_from(posterior, channels)
 
 
 def _run_method(tracker, name, config, denoise, source: FrameSource, req, settings, out: Path,

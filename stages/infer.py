@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.baselines.classical_filters import median_filter
+from pipeline.gbp.filtering import carry_posterior
 from pipeline.gbp.model import Denoiser
 from pipeline.methods import MedianMethod, MethodConfig
 from stages.build_graph import build_model, check_frame_fits
@@ -29,13 +30,21 @@ class GBPFrameDenoiser:
     """Runs a GBP model frame by frame, reusing its compiled loop for equal frame shapes, and
     carries learned parameter posteriors from each frame to the next as priors."""
 
-    def __init__(self, name: str, config, seed: int, prior=None):
+    def __init__(self, name: str, config, seed: int):
         self.name, self.config = name, config
         self.model = build_model(config, seed)
         self.denoiser = Denoiser(self.model, jit=config.xla)
-        self.prior = prior  # None: the model's original prior
+        self.prior = None  # the next frame's parameter prior; None: the model's original prior
+        self.fresh_prior = None  # the prior of a frame nothing is carried into; None: the original
         self.previous = None  # the last frame's final GBP state, when carrying warm-starts
         self._checked_shapes: set[tuple[int, ...]] = set()
+
+    def start_from(self, posterior: dict, channels: int) -> None:
+        """Start from a saved parameter posterior as though it had been carried here from the
+        frame it was saved after: through the config's carry rule (for single_layer, mean and std
+        halfway back to the original prior).  With carrying off, every frame starts from it."""
+        original = self.model.original_prior(channels)
+        self.prior = self.fresh_prior = carry_posterior(posterior, original, self.config.carry.alpha)
 
     def check_frame(self, shape: tuple[int, int, int]) -> None:
         """Refuse (PipelineError) frames of ``shape`` (H, W, C) the model cannot denoise."""
@@ -49,8 +58,9 @@ class GBPFrameDenoiser:
                                        self.previous)
         carry = getattr(self.config, "carry", None)
         if carry is not None:
-            self.prior = carry_posterior_as_prior(result.posterior, self.model.original_prior(noisy.shape[-1]),
-                                                  carry.enabled, carry.alpha)
+            carried = carry_posterior_as_prior(result.posterior, self.model.original_prior(noisy.shape[-1]),
+                                               carry.enabled, carry.alpha)
+            self.prior = self.fresh_prior if carried is None else carried
             self.previous = result.state if carry.enabled and carry.warm_start else None
         return FrameOutcome(result.mean.numpy()[0], result.std.numpy()[0],
                             result.loop_seconds, self.config.iterations, result.posterior)
@@ -71,8 +81,8 @@ class FilterFrameDenoiser:
         return FrameOutcome(estimate, None, time.perf_counter() - start, 0)
 
 
-def frame_denoiser(name: str, config: MethodConfig, seed: int, prior=None):
-    """The per-frame runner of a method config (``prior``: a carried-in parameter posterior)."""
+def frame_denoiser(name: str, config: MethodConfig, seed: int):
+    """The per-frame runner of a method config."""
     if config.is_gbp:
-        return GBPFrameDenoiser(name, config, seed, prior)
+        return GBPFrameDenoiser(name, config, seed)
     return FilterFrameDenoiser(name, config)

@@ -290,7 +290,7 @@ def test_a_store_failing_mid_run_is_one_line_and_the_run_keeps_its_finished_fram
 
 def test_a_diverging_model_fails_in_one_line_and_keeps_finished_frames(tmp_path, tracking_uri, capsys, monkeypatch):
     class NanFromSecondFrame:
-        def __init__(self, name, config, seed, prior=None):
+        def __init__(self, name, config, seed):
             self.config, self.frames = config, 0
 
         def check_frame(self, shape):
