@@ -47,8 +47,9 @@ def denoise(
     reference: Optional[Path] = typer.Option(None, help="Clean version of the same video, for PSNR/SSIM."),
     iterations: Optional[int] = typer.Option(None, help="GBP iterations per frame (overrides the config)."),
     device: str = typer.Option("auto", help="auto (a GPU when TensorFlow sees one), cpu or gpu."),
-    no_carry: bool = typer.Option(False, "--no-carry", help="Learn every frame from the original prior (no posterior carried)."),
-    prior_from: Optional[str] = typer.Option(None, help="Start from a saved parameter posterior: a .npz file or an MLflow run id."),
+    no_carry: bool = typer.Option(False, "--no-carry", help="Learn every frame afresh from the original prior, or from --prior-from's (no posterior carried)."),
+    prior_from: Optional[str] = typer.Option(None, help="Start from a saved parameter posterior: a .npz file or an MLflow run id (its last frame); "
+                                                             "--start N --prior-from RUN_ID continues an interrupted run."),
     tracking_uri: Optional[str] = TrackingUri,
     experiment: str = typer.Option("denoise", help="MLflow experiment name."),
 ) -> None:
