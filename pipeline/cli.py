@@ -188,7 +188,9 @@ def main() -> None:
         first = (str(exc).strip().splitlines() or [""])[0]
         _fail(f"error: internal error {type(exc).__name__}: {first} (PIPELINE_DEBUG=1 shows the traceback)", 1)
     if code == INTERRUPTED:  # typer turns Ctrl-C into exit code 130
-        _fail("interrupted: open runs were marked KILLED; what they finished (frames, batches) was kept", INTERRUPTED)
+        hints = "".join(f"; {hint}" for hint in interrupt.resume_hints())
+        _fail(f"interrupted: open runs were marked KILLED; what they finished (frames, batches) was kept{hints}",
+              INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
 
 

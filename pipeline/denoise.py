@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.config import flatten, to_yaml, with_overrides
 from pipeline.errors import PipelineError
-from pipeline.interrupt import raise_if_interrupted
+from pipeline.interrupt import add_resume_hint, raise_if_interrupted
 from pipeline.methods import DEFAULT_METHOD, DeepMethod, load_method, parse_method_list
 from pipeline.tracking import Tracker
 from stages.carry_posterior import POSTERIOR_FOLDER, check_posterior_fits, load_posterior, save_posterior
@@ -253,6 +253,12 @@ def _run_method(tracker, name, config, denoise, source: FrameSource, req, settin
                         image = filters_image(outcome.posterior["filters_0"].mean.numpy())
                         tracker.log_artifact(run_id, save_png(image, scratch / f"filters_{i:05d}.png"), "filters")
                 on_frame(name, i + 1, source.count)
+        except KeyboardInterrupt:
+            if summary.frames and isinstance(config, DeepMethod):
+                left = f" --frames {req.frames - summary.frames}" if req.frames else ""
+                add_resume_hint(f"to continue {name}, run the same command with --start {req.start + summary.frames}"
+                                f"{left} --prior-from {run_id}")
+            raise
         finally:
             writer.close()
             scratch_dir.cleanup()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 
 _requested = False
+_resume_hints: list[str] = []  # how to continue what an interrupted run finished, for the user
 
 
 def handle_interrupt(signum=None, frame=None) -> None:
@@ -20,10 +21,23 @@ def handle_interrupt(signum=None, frame=None) -> None:
 
 
 def install() -> None:
-    """Use ``handle_interrupt`` for SIGINT (main thread only, as signal handlers must be)."""
+    """Use ``handle_interrupt`` for SIGINT (main thread only, as signal handlers must be), with
+    nothing requested or recorded yet."""
+    global _requested
+    _requested = False
+    _resume_hints.clear()
     signal.signal(signal.SIGINT, handle_interrupt)
 
 
 def raise_if_interrupted() -> None:
     if _requested:
         raise KeyboardInterrupt
+
+
+def add_resume_hint(text: str) -> None:
+    """Record how the user can continue a run that Ctrl-C stopped (printed on exit)."""
+    _resume_hints.append(text)
+
+
+def resume_hints() -> list[str]:
+    return list(_resume_hints)

@@ -216,6 +216,20 @@ def test_ctrl_c_while_a_frame_is_being_logged_keeps_that_frame(tmp_path, trackin
     assert len(read_video(tmp_path / "o.mp4").frames) == 1
 
 
+def test_an_interrupted_learned_run_says_how_to_continue_it(tmp_path, tracking_uri, capsys, monkeypatch):
+    def interrupted_save_png(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while frame 0's preview is written: its posterior is saved
+
+    monkeypatch.setattr("pipeline.denoise.save_png", interrupted_save_png)
+    code, _, stderr = run_cli(["denoise", "--model", "single_layer", "--frames", 3, "--height", 20, "--iterations", 2,
+                               "--tracking-uri", tracking_uri, "--output", tmp_path / "o.mp4"], capsys)
+    assert code == 130
+    _, runs = runs_by_method(tracking_uri, "denoise")
+    run_id = runs["single_layer"].info.run_id
+    assert len(stderr.strip().splitlines()) == 1
+    assert f"to continue single_layer, run the same command with --start 1 --frames 2 --prior-from {run_id}" in stderr
+
+
 def test_paper_protocol_on_bear(shared_data, tmp_path, tracking_uri, capsys):
     """Pairwise ≥ 30.8 dB at frame index 5 (authors' code: 30.93) and ≥ 2 dB above median3."""
     code, _, stderr = run_cli(["denoise", shared_data / "bear", "--model", "pairwise,median3",
