@@ -1,21 +1,11 @@
 """Carry posterior: after a frame (or minibatch), the learned parameters' marginals become the
-next one's prior; saved to and read back from ``.npz`` files so a later run can start from them."""
+next one's prior (the rule: ``pipeline.gbp.filtering.carry_posterior``); here they are saved to and
+read back from ``.npz`` files so that a later run can start from them."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.gbp.filtering import carry_posterior
 from pipeline.gbp.gaussian import Gaussian
-
-
-def carry_posterior_as_prior(posterior: dict[str, Gaussian], original_prior: dict[str, Gaussian],
-                             enabled: bool, alpha: float | None) -> dict[str, Gaussian] | None:
-    """The prior for the next frame: the (optionally α-interpolated) posterior, or None (= the
-    model's original prior) when carrying is off or the model has no parameters."""
-    if not enabled or not posterior:
-        return None
-    return carry_posterior(posterior, original_prior, alpha)
-
 
 POSTERIOR_FOLDER = "posterior"  # the MLflow artifact folder runs save their posteriors in
 

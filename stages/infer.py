@@ -12,7 +12,6 @@ from pipeline.gbp.filtering import carry_posterior
 from pipeline.gbp.model import Denoiser
 from pipeline.methods import MedianMethod, MethodConfig
 from stages.build_graph import build_model, check_frame_fits
-from stages.carry_posterior import carry_posterior_as_prior
 
 
 @dataclass
@@ -58,9 +57,8 @@ class GBPFrameDenoiser:
                                        self.previous)
         carry = getattr(self.config, "carry", None)
         if carry is not None:
-            carried = carry_posterior_as_prior(result.posterior, self.model.original_prior(noisy.shape[-1]),
-                                               carry.enabled, carry.alpha)
-            self.prior = self.fresh_prior if carried is None else carried
+            original = self.model.original_prior(noisy.shape[-1])
+            self.prior = carry_posterior(result.posterior, original, carry.alpha) if carry.enabled else self.fresh_prior
             self.previous = result.state if carry.enabled and carry.warm_start else None
         return FrameOutcome(result.mean.numpy()[0], result.std.numpy()[0],
                             result.loop_seconds, self.config.iterations, result.posterior)
