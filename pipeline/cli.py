@@ -37,7 +37,7 @@ PSNR_LINE_FRAMES = 30  # longer clips get min and max instead of a line of every
 def denoise(
     input: Optional[Path] = typer.Argument(None, help="Video file or folder of frames (default: the embedded bear sample, with impulse:0.1 noise added)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma list of methods: configs/denoise/<name>.yaml (single_layer, five_layer, pairwise, median3, median5) or YAML paths [default: five_layer]."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output video (default: <input>.denoised.mp4 next to the input)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output video, or a folder for it (default: <input>.denoised.mp4 next to the input)."),
     height: Optional[int] = typer.Option(None, help="Resize frames to this height (antialiased bilinear)."),
     width: Optional[int] = typer.Option(None, help="Resize frames to this width (antialiased bilinear)."),
     start: int = typer.Option(0, help="First frame index."),

@@ -129,13 +129,14 @@ def preview_frames(count: int) -> set[int]:
 
 
 def output_path(req: DenoiseRequest, source: FrameSource, method: str, several: bool) -> Path:
-    """``<name>.denoised.mp4`` next to the input (``<name>.<method>.denoised.mp4`` per method
-    when several are run); ``--output`` likewise gets the method before its suffix."""
-    if req.output is not None:
+    """``<name>.denoised.mp4`` next to the input, or in ``--output`` when it is a folder
+    (``<name>.<method>.denoised.mp4`` per method when several are run); an ``--output`` file
+    likewise gets the method before its suffix."""
+    if req.output is not None and not req.output.is_dir():
         out = req.output if req.output.suffix else req.output.with_suffix(".mp4")
         return out.with_name(f"{out.stem}.{method}{out.suffix}") if several else out
     middle = f".{method}" if several else ""
-    return source.folder / f"{source.name}{middle}.denoised.mp4"
+    return (req.output or source.folder) / f"{source.name}{middle}.denoised.mp4"
 
 
 def _resolved_methods(req: DenoiseRequest):

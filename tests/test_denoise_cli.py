@@ -59,6 +59,12 @@ def test_single_method_run_has_no_parent_and_default_output_next_to_input(tmp_pa
     assert "psnr" not in runs["median5"].data.metrics  # --noise none and no --reference
     out = read_video(tmp_path / "clip.denoised.mp4")
     assert out.frames[0].shape == (round(258 * 100 / 454), 100, 3)
+    folder = tmp_path / "outputs"
+    folder.mkdir()  # an existing folder as --output gets the default name inside it
+    code, _, stderr = run_cli(["denoise", clip, "--model", "median5,median3", "--tracking-uri", tracking_uri,
+                               "--width", 100, "--output", folder], capsys)
+    assert code == 0, stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["clip.median3.denoised.mp4", "clip.median5.denoised.mp4"]
 
 
 def test_reference_gives_psnr_for_an_already_noisy_input(tmp_path, tracking_uri, capsys):
