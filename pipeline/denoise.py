@@ -181,17 +181,17 @@ def run_denoise(req: DenoiseRequest, device_name: str,
                 "reference": str(req.reference or ""), "prior_from": str(req.prior_from or "")}
     names = list(configs)
     several = len(names) > 1
-    summaries = []
+    summaries = []  # each denoiser is popped, so a finished method's last GBP state is freed before the next runs
     if several:
         with tracker.run(f"denoise {','.join(names)}", {"method": ",".join(names)}) as parent_id:
             tracker.log_params(parent_id, settings)
             for name in names:
-                summaries.append(_run_method(tracker, name, configs[name], denoisers[name], source, req,
+                summaries.append(_run_method(tracker, name, configs[name], denoisers.pop(name), source, req,
                                              settings, output_path(req, source, name, True), parent_id,
                                              on_frame))
     else:
         name = names[0]
-        summaries.append(_run_method(tracker, name, configs[name], denoisers[name], source, req, settings,
+        summaries.append(_run_method(tracker, name, configs[name], denoisers.pop(name), source, req, settings,
                                      output_path(req, source, name, False), None, on_frame))
     return summaries
 
