@@ -203,13 +203,15 @@ def test_ctrl_c_marks_run_killed_and_keeps_finished_frames(tmp_path, tracking_ur
     assert "video" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+def ctrl_c_while_saving_a_preview(*args, **kwargs):
+    """Stands in for save_png: Ctrl-C after a frame's metrics (and posterior) are logged."""
+    raise KeyboardInterrupt
+
+
 def test_ctrl_c_while_a_frame_is_being_logged_keeps_that_frame(tmp_path, tracking_uri, capsys, monkeypatch):
     """Ctrl-C can land after a frame's metrics are logged but before its previews are: that
     frame is already in the video, so the video is still logged and the frame counted."""
-    def interrupted_save_png(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("pipeline.denoise.save_png", interrupted_save_png)
+    monkeypatch.setattr("pipeline.denoise.save_png", ctrl_c_while_saving_a_preview)
     code, _, _ = run_cli(["denoise", "--model", "median3", "--frames", 2, "--tracking-uri", tracking_uri,
                           "--output", tmp_path / "o.mp4", "--experiment", "late-interrupt"], capsys)
     assert code == 130
@@ -223,10 +225,7 @@ def test_ctrl_c_while_a_frame_is_being_logged_keeps_that_frame(tmp_path, trackin
 
 
 def test_an_interrupted_learned_run_says_how_to_continue_it(tmp_path, tracking_uri, capsys, monkeypatch):
-    def interrupted_save_png(*args, **kwargs):
-        raise KeyboardInterrupt  # Ctrl-C while frame 0's preview is written: its posterior is saved
-
-    monkeypatch.setattr("pipeline.denoise.save_png", interrupted_save_png)
+    monkeypatch.setattr("pipeline.denoise.save_png", ctrl_c_while_saving_a_preview)
     code, _, stderr = run_cli(["denoise", "--model", "single_layer", "--frames", 3, "--height", 20, "--iterations", 2,
                                "--tracking-uri", tracking_uri, "--output", tmp_path / "o.mp4"], capsys)
     assert code == 130
