@@ -18,17 +18,21 @@ than per edge; the summed filter messages get the law-of-large-numbers equivalen
 current means at every visit, except the very first visit of a frame, which uses the random init
 (coefficients N(0, init_std²), upsampled to the fine grid below an upsample layer as in the
 reference) and, for filters, the carried posterior mean (or a random init for a fresh prior).
+With ``init: principal_patches`` a frame with a fresh prior starts layer 0's filters and
+coefficients at the noisy frame's principal k×k patches instead (see principal_patches.py).
 An upsample visit repeats its update ``inner_loops`` times (damped, no dropout).  A frame can
 instead be warm-started from the previous frame's final state (``warm_start``).
 
 Differences from the reference (doc §9), deliberately: the observation message is written once
 per iteration; dropout masks are independent per edge family and visit; conv factors are
 linearised at the carried posterior mean of the filters at the start of a frame; the upsample
-coarse prior uses the configured σ; and warm starts, which the reference does not have (it
-restarts every frame from zero messages and random coefficients).
+coarse prior uses the configured σ; warm starts, which the reference does not have (it
+restarts every frame from zero messages and random coefficients); and the optional
+principal-patch start of layer 0 (the reference always starts at random).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,9 +46,13 @@ from pipeline.gbp.factors.upsample import block_sum, coarse_size, upsample_messa
 from pipeline.gbp.gaussian import Gaussian
 from pipeline.gbp.loop import edge_seed
 from pipeline.gbp.messages import check_message_schedule, damped_update
+from pipeline.gbp.models.principal_patches import principal_patch_init
 from pipeline.gbp.robust import check_positive, check_robust_kind
 
 LayerType = Literal["conv", "upsample"]
+# the first linearisation point of the first conv layer's filters and coefficients on a frame
+# with the original prior: random, or the noisy frame's principal patches (principal_patches.py)
+InitKind = Literal["random", "principal_patches"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class DeepDenoiserConfig:
     damping: float = 0.8
     dropout: float = 0.6
     init_std: float = 0.1  # std of the random initial linearisation point of coefficients/filters
+    init: InitKind = "random"  # layer 0's start on a frame with the original prior (InitKind)
     exact_filter_messages: bool = False  # store per-factor filter messages (slow; for comparison)
     seed: int = 0  # dropout masks, and the initial linearisation points unless init_seed is set
     init_seed: int | None = None  # the random initial linearisation points alone (None: seed)
@@ -169,6 +178,10 @@ class DeepDenoiser:
                 rng.normal(0, config.init_std, filters.eta.shape), tf.float32)
             state["init"][f"bias_{i}"] = prior[f"bias_{i}"].mean
         state["init"]["input_0"] = noisy
+        if config.init == "principal_patches" and not carried:
+            layer = self.layers[0]
+            state["init"]["filters_0"], state["init"]["coeffs_0"] = principal_patch_init(
+                noisy, layer.kernel, layer.filters, config.init_std * math.sqrt(layer.kernel**2 * noisy.shape[-1]))
         for i, (layer, shape) in enumerate(zip(self.layers, shapes)):
             if layer.type == "conv":
                 h, w, c = shape["input"]
