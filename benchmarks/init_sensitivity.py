@@ -8,10 +8,10 @@ iterations, posteriors carried) on ONE noise draw (``--noise-seed``, which also 
 masks, as in ``pipeline denoise --seed``) once per initialisation seed (``init_seed``: the random
 initial linearisation points of coefficients and filters), and prints PSNR (dB) per frame with
 the mean and standard deviation over initialisations.  ``--init-seeds`` equal to the noise seed
-reproduces ``pipeline denoise ... --seed S`` exactly.  ``--init random`` measures the random start
-where the config has another (single_layer starts at the frame's principal patches, so its
-``init_seed`` changes nothing; ``--init random`` gives the comparison).  In-process, nothing is logged; about
-3.5 min per initialisation for single_layer and 15 min for five_layer on 2 CPU cores.
+reproduces ``pipeline denoise ... --seed S`` exactly.  single_layer starts at the frame's
+principal patches, which no seed changes; ``--init random`` runs it with random starts instead.
+In-process, nothing is logged; about 3.5 min per initialisation for single_layer and 15 min for
+five_layer on 2 CPU cores.
 """
 from __future__ import annotations
 

@@ -6,14 +6,14 @@ model is spanned by the top F principal components of the patches, so GBP can st
 instead of at random filters (which leave each frame's PSNR to the luck of the draw: ±0.15 dB
 between initialisations on the paper's protocol).  From the noisy frame y (B, H, W, C):
 
-    ỹ = median₃ₓ₃(y)                       so impulse outliers do not steer the components
-    P_q = vec ỹ[q : q+k, :, :] − m          the centred k×k×C patch with top-left pixel q (m: mean patch)
+    ỹ = median₃ₓ₃(y)                       so impulse outliers stay out of the start
+    P_q = vec ỹ[q + (0…k−1, 0…k−1)] − m     the centred k×k×C patch with top-left pixel q (m: mean patch)
     Σ = mean_q P_q P_qᵀ,   u_1 … u_F its eigenvectors of largest eigenvalue (unit norm)
     W_f = s · flip(u_f)                     flipped in both spatial axes, because coefficient q
                                             adds W[dy, dx] to pixel q + (k−1−dy, k−1−dx)
     z_f[q] = u_f · P_q / (s k²)             each pixel lies in k² patches, each reconstructing it
 
-so Σ_f W_f ⊛ z_f ≈ ỹ − m̄ (the frame minus its mean intensity), and ‖W_f‖ = s, the filter norm
+so Σ_f W_f ⊛ z_f ≈ ỹ − m̄ (the frame minus its mean colour), and ‖W_f‖ = s, the filter norm
 the caller chooses (the deep denoiser uses the random init's expected norm, init_std·√(k²C)).
 """
 from __future__ import annotations
