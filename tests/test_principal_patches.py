@@ -75,3 +75,18 @@ def test_the_denoiser_starts_there_only_with_a_fresh_prior():
     np.testing.assert_allclose(start["filters_0"], 0.2)
     random_start = DeepDenoiser(dataclasses.replace(config, init="random")).initial_state(y)["init"]
     assert not np.allclose(random_start["filters_0"], expected_w)
+
+
+def test_filters_beyond_the_patch_dimensions_keep_their_random_start():
+    """A grayscale 3×3 patch has 9 dimensions: with 12 filters, 9 start at the components and
+    the other 3 at the random start (a zero start would never move: its Jacobians are zero)."""
+    gray = tf.reduce_mean(two_plane_waves(), axis=-1, keepdims=True)
+    config = DeepDenoiserConfig(layers=(LayerConfig(filters=12, sigma=0.1),), init="principal_patches")
+    start = DeepDenoiser(config).initial_state(gray)["init"]
+    random_start = DeepDenoiser(dataclasses.replace(config, init="random")).initial_state(gray)["init"]
+    expected_w, expected_z = principal_patch_init(gray, 3, 12, config.init_std * 3)
+    assert expected_w.shape == (3, 3, 1, 9) and start["filters_0"].shape == (3, 3, 1, 12)
+    np.testing.assert_allclose(start["filters_0"][..., :9], expected_w)
+    np.testing.assert_allclose(start["coeffs_0"][..., :9], expected_z)
+    np.testing.assert_array_equal(start["filters_0"][..., 9:], random_start["filters_0"][..., 9:])
+    np.testing.assert_array_equal(start["coeffs_0"][..., 9:], random_start["coeffs_0"][..., 9:])

@@ -179,9 +179,12 @@ class DeepDenoiser:
             state["init"][f"bias_{i}"] = prior[f"bias_{i}"].mean
         state["init"]["input_0"] = noisy
         if config.init == "principal_patches" and not carried:
-            layer = self.layers[0]
-            state["init"]["filters_0"], state["init"]["coeffs_0"] = principal_patch_init(
+            layer, init = self.layers[0], state["init"]
+            filters, coeffs = principal_patch_init(
                 noisy, layer.kernel, layer.filters, config.init_std * math.sqrt(layer.kernel**2 * noisy.shape[-1]))
+            n = filters.shape[-1]  # more filters than patch dimensions (k²C): the rest keep their random start
+            init["filters_0"] = tf.concat([filters, init["filters_0"][..., n:]], axis=-1)
+            init["coeffs_0"] = tf.concat([coeffs, init["coeffs_0"][..., n:]], axis=-1)
         for i, (layer, shape) in enumerate(zip(self.layers, shapes)):
             if layer.type == "conv":
                 h, w, c = shape["input"]

@@ -32,8 +32,9 @@ def median3x3(frames: tf.Tensor) -> tf.Tensor:
 
 def principal_patch_init(noisy: tf.Tensor, kernel: int, filters: int,
                          filter_norm: float) -> tuple[tf.Tensor, tf.Tensor]:
-    """Filters (k, k, C, F) and coefficients (B, H−k+1, W−k+1, F) from the principal components
-    of the median-filtered frames' k×k patches (module docstring); ``filter_norm`` is s."""
+    """Filters (k, k, C, F′) and coefficients (B, H−k+1, W−k+1, F′) from the principal components
+    of the median-filtered frames' k×k patches (module docstring); ``filter_norm`` is s.  The
+    patches have k²C dimensions, so F′ = min(F, k²C) components exist."""
     noisy = tf.convert_to_tensor(noisy, tf.float32)
     channels = noisy.shape[-1]
     patches = tf.image.extract_patches(median3x3(noisy), [1, kernel, kernel, 1], [1, 1, 1, 1],
@@ -42,7 +43,8 @@ def principal_patch_init(noisy: tf.Tensor, kernel: int, filters: int,
     centred = flat - tf.reduce_mean(flat, axis=0)
     covariance = tf.matmul(centred, centred, transpose_a=True) / tf.cast(tf.shape(centred)[0], tf.float32)
     _, vectors = tf.linalg.eigh(tf.cast(covariance, tf.float64))  # eigenvalues ascending
-    top = tf.cast(vectors[:, ::-1][:, :filters], tf.float32)  # (k·k·C, F), largest first
-    weights = tf.reverse(tf.reshape(top, [kernel, kernel, channels, filters]), axis=[0, 1]) * filter_norm
-    coeffs = tf.reshape(tf.matmul(centred, top) / (filter_norm * kernel**2), [*patches.shape[:3], filters])
+    top = tf.cast(vectors[:, ::-1][:, :filters], tf.float32)  # (k·k·C, F′), largest first
+    components = top.shape[-1]
+    weights = tf.reverse(tf.reshape(top, [kernel, kernel, channels, components]), axis=[0, 1]) * filter_norm
+    coeffs = tf.reshape(tf.matmul(centred, top) / (filter_norm * kernel**2), [*patches.shape[:3], components])
     return weights, coeffs
