@@ -6,7 +6,7 @@ model is spanned by the top F principal components of the patches, so GBP can st
 instead of at random filters (which leave each frame's PSNR to the luck of the draw: ±0.15 dB
 between initialisations on the paper's protocol).  From the noisy frame y (B, H, W, C):
 
-    ỹ = median₃ₓ₃(y)                       so impulse outliers stay out of the start
+    ỹ = median₃ₓ₃(y)                       (the median3 baseline's filter) so impulses stay out
     P_q = vec ỹ[q + (0…k−1, 0…k−1)] − m     the centred k×k×C patch with top-left pixel q (m: mean patch)
     Σ = mean_q P_q P_qᵀ,   u_1 … u_F its eigenvectors of largest eigenvalue (unit norm)
     W_f = s · flip(u_f)                     flipped in both spatial axes, because coefficient q
@@ -18,16 +18,10 @@ the caller chooses (the deep denoiser uses the random init's expected norm, init
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
-
-def median3x3(frames: tf.Tensor) -> tf.Tensor:
-    """(B, H, W, C) → the median of each value's 3×3 neighbourhood, per channel (edges repeated)."""
-    height, width = frames.shape[1], frames.shape[2]
-    padded = tf.pad(frames, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    neighbours = tf.stack([padded[:, dy:dy + height, dx:dx + width, :]
-                           for dy in range(3) for dx in range(3)], axis=-1)
-    return tf.sort(neighbours, axis=-1)[..., 4]
+from pipeline.baselines.classical_filters import median_filter
 
 
 def principal_patch_init(noisy: tf.Tensor, kernel: int, filters: int,
@@ -37,7 +31,8 @@ def principal_patch_init(noisy: tf.Tensor, kernel: int, filters: int,
     patches have k²C dimensions, so F′ = min(F, k²C) components exist."""
     noisy = tf.convert_to_tensor(noisy, tf.float32)
     channels = noisy.shape[-1]
-    patches = tf.image.extract_patches(median3x3(noisy), [1, kernel, kernel, 1], [1, 1, 1, 1],
+    smoothed = np.stack([median_filter(frame, 3) for frame in noisy.numpy()])  # OpenCV, per frame of the batch
+    patches = tf.image.extract_patches(smoothed, [1, kernel, kernel, 1], [1, 1, 1, 1],
                                        [1, 1, 1, 1], "VALID")  # (B, H', W', k·k·C), (dy, dx, c)-major
     flat = tf.reshape(patches, [-1, patches.shape[-1]])
     centred = flat - tf.reduce_mean(flat, axis=0)
