@@ -3,6 +3,7 @@ reconstruct the (median-filtered) frame through the layer's own transposed convo
 import dataclasses
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from pipeline.baselines.classical_filters import median_filter
@@ -83,3 +84,20 @@ def test_filters_beyond_the_patch_dimensions_keep_their_random_start():
     np.testing.assert_allclose(start["coeffs_0"][..., :9], expected_z)
     np.testing.assert_array_equal(start["filters_0"][..., 9:], random_start["filters_0"][..., 9:])
     np.testing.assert_array_equal(start["coeffs_0"][..., 9:], random_start["coeffs_0"][..., 9:])
+
+
+def test_init_filter_norm_trades_filter_scale_for_coefficient_scale():
+    """``init_filter_norm`` sets each start filter's norm; the coefficients scale by its inverse,
+    so the start reconstructs the same frame (five_layer needs small filters: 0.15, not 0.52)."""
+    y = two_plane_waves()
+    layers = (LayerConfig(filters=4, sigma=0.12), LayerConfig(type="upsample", sigma=0.03),
+              LayerConfig(filters=8, sigma=0.07, activation="leaky_relu"))
+    default = DeepDenoiser(DeepDenoiserConfig(layers=layers, init="principal_patches")).initial_state(y)["init"]
+    small = DeepDenoiser(DeepDenoiserConfig(layers=layers, init="principal_patches",
+                                            init_filter_norm=0.15)).initial_state(y)["init"]
+    np.testing.assert_allclose(tf.norm(tf.reshape(small["filters_0"], [-1, 4]), axis=0).numpy(), 0.15, rtol=1e-5)
+    np.testing.assert_allclose(small["filters_0"] / 0.15, default["filters_0"] / (0.1 * np.sqrt(27)), atol=1e-5)
+    np.testing.assert_allclose(small["coeffs_0"] * 0.15, default["coeffs_0"] * (0.1 * np.sqrt(27)), atol=1e-5)
+    np.testing.assert_array_equal(small["filters_2"], default["filters_2"])  # upper layers: random
+    with pytest.raises(ValueError, match="init_filter_norm"):
+        DeepDenoiserConfig(layers=layers, init_filter_norm=0.0)

@@ -87,13 +87,17 @@ class DeepDenoiserConfig:
     dropout: float = 0.6
     init_std: float = 0.1  # std of the random initial linearisation point of coefficients/filters
     init: InitKind = "random"  # layer 0's start on a frame with the original prior (InitKind)
+    # principal_patches: the norm of each start filter (None: the random start's expected norm,
+    # init_std·√(k²C)); the start's coefficients scale inversely, so its reconstruction is the same
+    init_filter_norm: float | None = None
     exact_filter_messages: bool = False  # store per-factor filter messages (slow; for comparison)
     seed: int = 0  # dropout masks, and the initial linearisation points unless init_seed is set
     init_seed: int | None = None  # the random initial linearisation points alone (None: seed)
 
     def __post_init__(self):
         check_robust_kind(self.robust_kind)
-        check_positive(pixel_sigma=self.pixel_sigma, pixel_n_rob=self.pixel_n_rob, init_std=self.init_std)
+        check_positive(pixel_sigma=self.pixel_sigma, pixel_n_rob=self.pixel_n_rob, init_std=self.init_std,
+                       init_filter_norm=self.init_filter_norm)
         check_message_schedule(self.damping, self.dropout)
         if not self.layers or self.layers[0].type != "conv" or self.layers[-1].type != "conv":
             raise ValueError("layers must start and end with a conv layer")
@@ -180,8 +184,8 @@ class DeepDenoiser:
         state["init"]["input_0"] = noisy
         if config.init == "principal_patches" and not carried:
             layer, init = self.layers[0], state["init"]
-            filters, coeffs = principal_patch_init(
-                noisy, layer.kernel, layer.filters, config.init_std * math.sqrt(layer.kernel**2 * noisy.shape[-1]))
+            norm = config.init_filter_norm or config.init_std * math.sqrt(layer.kernel**2 * noisy.shape[-1])
+            filters, coeffs = principal_patch_init(noisy, layer.kernel, layer.filters, norm)
             n = filters.shape[-1]  # more filters than patch dimensions (k²C): the rest keep their random start
             init["filters_0"] = tf.concat([filters, init["filters_0"][..., n:]], axis=-1)
             init["coeffs_0"] = tf.concat([coeffs, init["coeffs_0"][..., n:]], axis=-1)
