@@ -168,11 +168,33 @@ def test_warm_start_resumes_where_the_previous_frame_ended():
     prior = first.posterior
     warm = model.initial_state(y, prior, first.state)
     assert float(tf.reduce_max(tf.abs(warm["conv_0"]["filter_sum"].lam))) == 0.0
-    warm_after_one = runner.denoise(y, 1, prior, first.state).mean
-    cold_after_one = runner.denoise(y, 1, prior).mean
-    warm_gap = float(tf.reduce_max(tf.abs(warm_after_one - first.mean)))
-    cold_gap = float(tf.reduce_max(tf.abs(cold_after_one - first.mean)))
+    warm_after_five = runner.denoise(y, 5, prior, first.state).mean
+    cold_after_five = runner.denoise(y, 5, prior).mean
+    warm_gap = float(tf.reduce_max(tf.abs(warm_after_five - first.mean)))
+    cold_gap = float(tf.reduce_max(tf.abs(cold_after_five - first.mean)))
     assert warm_gap < 0.02 < cold_gap, (warm_gap, cold_gap)
+
+
+def test_warm_start_weighs_the_new_frames_pixels_against_its_own_median():
+    """Where the scene moved, the new frame's pixels are not impulses: the warm start's robust
+    observation weights start at the new frame's 3×3 median, so the moved square's pixels keep
+    full precision 1/σ² and only the impulses are cut.  (Weighed against the previous clean
+    estimate, every pixel the square moved over started as an outlier.)"""
+    def square(left):
+        frame = np.full((1, 24, 28, 3), 0.3, np.float32)
+        frame[:, 8:16, left:left + 8] = 0.8
+        return frame
+    config = DeepDenoiserConfig(layers=(LayerConfig(filters=4, sigma=0.1, n_rob=1.4),), dropout=0.0)
+    model = DeepDenoiser(config)
+    runner = Denoiser(model)
+    first = runner.denoise(tf.constant(square(6)), 50)
+    moved = square(12)
+    moved[0, 4, 4], moved[0, 20, 22] = 1.0, 0.0  # two impulses
+    observation = model.initial_state(tf.constant(moved), first.posterior, first.state)["observation"]
+    full = 1.0 / config.pixel_sigma**2
+    entered = observation.lam.numpy()[0, 9:15, 15:19]  # inside the square now, background before
+    np.testing.assert_allclose(entered, full, rtol=1e-5)
+    assert observation.lam.numpy()[0, 4, 4].max() < 0.1 * full and observation.lam.numpy()[0, 20, 22].max() < 0.1 * full
 
 
 def test_init_seed_draws_the_initial_points_and_seed_the_dropout_masks():

@@ -17,3 +17,8 @@ def median_filter(frame: np.ndarray, kernel: int) -> np.ndarray:
         quantised = np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
         out = cv2.medianBlur(quantised, kernel).astype(np.float32) / 255.0
     return out.reshape(frame.shape)
+
+
+def median_filter_batch(frames: np.ndarray, kernel: int) -> np.ndarray:
+    """``median_filter`` of each frame of a (B, H, W, C) batch (video batches hold one frame)."""
+    return np.stack([median_filter(frame, kernel) for frame in np.asarray(frames)])

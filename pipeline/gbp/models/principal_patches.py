@@ -18,10 +18,9 @@ the caller chooses (the deep denoiser uses the random init's expected norm, init
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
-from pipeline.baselines.classical_filters import median_filter
+from pipeline.baselines.classical_filters import median_filter_batch
 
 
 def principal_patch_init(noisy: tf.Tensor, kernel: int, filters: int,
@@ -31,7 +30,7 @@ def principal_patch_init(noisy: tf.Tensor, kernel: int, filters: int,
     patches have k²C dimensions, so F′ = min(F, k²C) components exist."""
     noisy = tf.convert_to_tensor(noisy, tf.float32)
     channels = noisy.shape[-1]
-    smoothed = np.stack([median_filter(frame, 3) for frame in noisy.numpy()])  # OpenCV, per frame of the batch
+    smoothed = median_filter_batch(noisy.numpy(), 3)  # OpenCV
     patches = tf.image.extract_patches(smoothed, [1, kernel, kernel, 1], [1, 1, 1, 1],
                                        [1, 1, 1, 1], "VALID")  # (B, H', W', k·k·C), (dy, dx, c)-major
     flat = tf.reshape(patches, [-1, patches.shape[-1]])
