@@ -59,7 +59,7 @@ def test_the_denoiser_starts_there_only_with_a_fresh_prior():
     y = two_plane_waves()
     config = DeepDenoiserConfig(layers=(LayerConfig(filters=4, sigma=0.1, n_rob=1.4),), init="principal_patches")
     model = DeepDenoiser(config)
-    expected_w, expected_z = principal_patch_init(y, 3, 4, config.init_std * np.sqrt(27))
+    expected_w, expected_z = principal_patch_init(y, 3, 4, config.init_filter_norm)
     fresh = model.initial_state(y)["init"]
     np.testing.assert_allclose(fresh["filters_0"], expected_w)
     np.testing.assert_allclose(fresh["coeffs_0"], expected_z)
@@ -78,7 +78,7 @@ def test_filters_beyond_the_patch_dimensions_keep_their_random_start():
     config = DeepDenoiserConfig(layers=(LayerConfig(filters=12, sigma=0.1),), init="principal_patches")
     start = DeepDenoiser(config).initial_state(gray)["init"]
     random_start = DeepDenoiser(dataclasses.replace(config, init="random")).initial_state(gray)["init"]
-    expected_w, expected_z = principal_patch_init(gray, 3, 12, config.init_std * 3)
+    expected_w, expected_z = principal_patch_init(gray, 3, 12, config.init_filter_norm)
     assert expected_w.shape == (3, 3, 1, 9) and start["filters_0"].shape == (3, 3, 1, 12)
     np.testing.assert_allclose(start["filters_0"][..., :9], expected_w)
     np.testing.assert_allclose(start["coeffs_0"][..., :9], expected_z)
@@ -88,16 +88,19 @@ def test_filters_beyond_the_patch_dimensions_keep_their_random_start():
 
 def test_init_filter_norm_trades_filter_scale_for_coefficient_scale():
     """``init_filter_norm`` sets each start filter's norm; the coefficients scale by its inverse,
-    so the start reconstructs the same frame (five_layer needs small filters: 0.15, not 0.52)."""
+    so the start reconstructs the same frame.  The layers above the first start at random."""
     y = two_plane_waves()
     layers = (LayerConfig(filters=4, sigma=0.12), LayerConfig(type="upsample", sigma=0.03),
               LayerConfig(filters=8, sigma=0.07, activation="leaky_relu"))
-    default = DeepDenoiser(DeepDenoiserConfig(layers=layers, init="principal_patches")).initial_state(y)["init"]
-    small = DeepDenoiser(DeepDenoiserConfig(layers=layers, init="principal_patches",
-                                            init_filter_norm=0.15)).initial_state(y)["init"]
+    def start(norm):
+        config = DeepDenoiserConfig(layers=layers, init="principal_patches", init_filter_norm=norm)
+        return DeepDenoiser(config).initial_state(y)["init"]
+    small, large = start(0.15), start(0.6)
     np.testing.assert_allclose(tf.norm(tf.reshape(small["filters_0"], [-1, 4]), axis=0).numpy(), 0.15, rtol=1e-5)
-    np.testing.assert_allclose(small["filters_0"] / 0.15, default["filters_0"] / (0.1 * np.sqrt(27)), atol=1e-5)
-    np.testing.assert_allclose(small["coeffs_0"] * 0.15, default["coeffs_0"] * (0.1 * np.sqrt(27)), atol=1e-5)
-    np.testing.assert_array_equal(small["filters_2"], default["filters_2"])  # upper layers: random
+    np.testing.assert_allclose(small["filters_0"] / 0.15, large["filters_0"] / 0.6, atol=1e-5)
+    np.testing.assert_allclose(small["coeffs_0"] * 0.15, large["coeffs_0"] * 0.6, atol=1e-5)
+    np.testing.assert_array_equal(small["filters_2"], large["filters_2"])
+    random_start = DeepDenoiser(DeepDenoiserConfig(layers=layers)).initial_state(y)["init"]
+    np.testing.assert_array_equal(small["filters_2"], random_start["filters_2"])
     with pytest.raises(ValueError, match="init_filter_norm"):
         DeepDenoiserConfig(layers=layers, init_filter_norm=0.0)
