@@ -8,8 +8,9 @@ iterations, posteriors carried) on ONE noise draw (``--noise-seed``, which also 
 masks, as in ``pipeline denoise --seed``) once per initialisation seed (``init_seed``: the random
 initial linearisation points of coefficients and filters), and prints PSNR (dB) per frame with
 the mean and standard deviation over initialisations.  ``--init-seeds`` equal to the noise seed
-reproduces ``pipeline denoise ... --seed S`` exactly.  single_layer starts at the frame's
-principal patches, which no seed changes; ``--init random`` runs it with random starts instead.
+reproduces ``pipeline denoise ... --seed S`` exactly.  Both learned configs start their first
+layer at the frame's principal patches, which no seed changes (five_layer's upper layers still
+start at random); ``--init random`` runs them with random starts instead.
 In-process, nothing is logged; about 3.5 min per initialisation for single_layer and 15 min for
 five_layer on 2 CPU cores.
 """

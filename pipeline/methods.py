@@ -14,7 +14,7 @@ from pipeline.gbp.models.deep_denoiser import DeepDenoiserConfig
 from pipeline.gbp.models.pairwise_smoother import PairwiseSmootherConfig
 
 # The default of `pipeline denoise`: the best of the learned graphs. On the paper's bear protocol
-# (seed 1) five_layer reaches 34.1 dB at frame 5 against 32.7 (single_layer) and 30.9
+# (seed 1) five_layer reaches 34.9 dB at frame 5 against 33.0 (single_layer) and 30.9
 # (pairwise); it costs ~2.6× more per iteration than single_layer and 500 instead of 300
 # iterations per frame, so `--model single_layer` is the fast choice.
 DEFAULT_METHOD = "five_layer"

@@ -221,12 +221,12 @@ class DeepDenoiser:
         linearisation points, the previous means of coefficients, hidden inputs, filters, biases
         and pixels.  The new frame's robust observation message starts with its weights at the
         new frame's 3×3 median, not at the previous clean estimate: where the scene moved, that
-        would start correct pixels as outliers (seed 1 of the paper's protocol, single_layer:
-        32.91 dB at frame 5 against 32.69).  Not copied: the messages to filters and biases — their
-        evidence is already in the carried prior, copying them would count it twice.  The new
-        frame's graph is unchanged (same factors and priors, so the same fixed points); only
-        where GBP starts differs, and the first update is damped like every later one.  A
-        previous frame of another size gives a cold start.
+        would start correct pixels as outliers (single_layer, seed 1 of the paper's protocol:
+        +0.2 dB at frame 5, benchmarks/README.md).  Not copied: the messages to filters and
+        biases — their evidence is already in the carried prior, copying them would count it
+        twice.  The new frame's graph is unchanged (same factors and priors, so the same fixed
+        points); only where GBP starts differs, and the first update is damped like every later
+        one.  A previous frame of another size gives a cold start.
         """
         if previous["noisy"].shape != state["noisy"].shape:
             return state

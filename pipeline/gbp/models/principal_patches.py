@@ -14,7 +14,7 @@ between initialisations on the paper's protocol).  From the noisy frame y (B, H,
     z_f[q] = u_f · P_q / (s k²)             each pixel lies in k² patches, each reconstructing it
 
 so Σ_f W_f ⊛ z_f ≈ ỹ − m̄ (the frame minus its mean colour), and ‖W_f‖ = s, the filter norm
-the caller chooses (the deep denoiser uses the random init's expected norm, init_std·√(k²C)).
+the caller chooses (the deep denoiser's ``init_filter_norm``, 0.15 in both video configs).
 """
 from __future__ import annotations
 
