@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     parser.add_argument("--init-seeds", default="1,2,3,4")
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--init", choices=["random", "principal_patches"],
-                        help="override the config's graph.init (principal_patches leaves single_layer no random start)")
+                        help="override the config's graph.init (principal_patches: the first layer starts at the frame's principal patches)")
     args = parser.parse_args(argv)
     if not Path(args.bear).is_dir():
         parser.error(f"{args.bear} is not a folder of frames")
